@@ -1,0 +1,167 @@
+"""rpcchat benchmarks, always as a ratio against an anchor measured in the same run.
+
+    .venv/bin/python bench/run.py [--rounds 5] [--seconds 3] [--only status,send]
+
+Scenarios:
+- status: keep-alive throughput of `status` on rpcchat vs the same JSON-RPC answer on aiohttp.
+- send:   durable `send` throughput on rpcchat vs the aiohttp echo.
+Rounds are A/B interleaved and the median is reported. The load generator is wrk when it is
+installed (a C client, so the client is never the bottleneck), else bench/load.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+STATUS_BODY = '{"jsonrpc":"2.0","method":"status","id":1}'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening(port)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def rpcchat_server(data_dir: str, log_level: str = "warning") -> Iterator[int]:
+    port = free_port()
+    args = [PYTHON, "-m", "rpcchat", "serve", "--port", str(port), "--data-dir", data_dir,
+            "--log-level", log_level, "--rate-limit", "0", "--max-connections", "20000"]
+    with process(args, port):
+        yield port
+
+
+@contextmanager
+def aiohttp_anchor() -> Iterator[int]:
+    port = free_port()
+    with process([PYTHON, str(HERE / "aiohttp_anchor.py"), "--port", str(port)], port):
+        yield port
+
+
+def rpc(port: int, method: str, params: dict[str, object], token: str = "") -> object:
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/rpc", data=body)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        answer = json.loads(reply.read())
+    if "error" in answer:
+        raise RuntimeError(f"{method}: {answer['error']}")
+    return answer["result"]
+
+
+def load(port: int, body: str, seconds: float, connections: int, token: str = "") -> float:
+    """Requests per second of one keep-alive load run."""
+    if shutil.which("wrk"):
+        return _load_with_wrk(port, body, seconds, connections, token)
+    args = [PYTHON, str(HERE / "load.py"), "--port", str(port), "--body", body,
+            "--seconds", str(seconds), "--connections", str(connections), "--token", token]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out)["rps"])
+
+
+def _load_with_wrk(port: int, body: str, seconds: float, connections: int, token: str) -> float:
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
+    script = (f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+              f'wrk.headers["Content-Type"] = "application/json"\n{auth}')
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", handle.name,
+             f"http://127.0.0.1:{port}/rpc"], check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(handle.name)
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw failed responses:\n{out}")
+    line = next(x for x in out.splitlines() if x.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
+def interleaved(name: str, ours: int, anchor: int, body: str, args: argparse.Namespace,
+                token: str = "") -> None:
+    for connections in args.connections:
+        ours_rps: list[float] = []
+        anchor_rps: list[float] = []
+        load(ours, body, 1, connections, token)      # warm-up
+        load(anchor, STATUS_BODY, 1, connections)
+        for _ in range(args.rounds):
+            ours_rps.append(load(ours, body, args.seconds, connections, token))
+            anchor_rps.append(load(anchor, STATUS_BODY, args.seconds, connections))
+        a, b = statistics.median(ours_rps), statistics.median(anchor_rps)
+        print(f"{name:8s} c={connections:<3d} rpcchat {a:9.0f} req/s   aiohttp {b:9.0f} req/s"
+              f"   ratio {a / b:5.2f}x")
+
+
+def bench_status(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as data, rpcchat_server(data) as ours, \
+            aiohttp_anchor() as anchor:
+        interleaved("status", ours, anchor, STATUS_BODY, args)
+
+
+def bench_send(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as data, rpcchat_server(data) as ours, \
+            aiohttp_anchor() as anchor:
+        login = rpc(ours, "connect", {"name": "bench", "password": "bench-password"})
+        assert isinstance(login, dict)
+        body = '{"jsonrpc":"2.0","method":"send","params":{"text":"hello"},"id":1}'
+        interleaved("send", ours, anchor, body, args, token=str(login["token"]))
+
+
+SCENARIOS = {"status": bench_status, "send": bench_send}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1, 8])
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    args = parser.parse_args()
+    print(f"load generator: {'wrk' if shutil.which('wrk') else 'bench/load.py'}; "
+          f"{args.rounds} interleaved rounds of {args.seconds:g} s, medians")
+    for name in args.only.split(","):
+        SCENARIOS[name](args)
+
+
+if __name__ == "__main__":
+    main()
