@@ -1,0 +1,679 @@
+"""`Store` on SQLite (standard `sqlite3`), in WAL mode with foreign keys.
+
+Threads, because sqlite3 calls block:
+- one writer thread owns the only writing connection and takes jobs from a queue. It
+  drains whatever is queued and commits consecutive writes in ONE transaction (group
+  commit), then resolves all their futures at once. A failed group is retried one write
+  at a time, so one bad write cannot sink its neighbours.
+- one reader thread with its own connection serves history and event look-ups; WAL lets
+  it read while the writer writes.
+The event loop only creates futures and puts jobs on a queue.
+
+Durability: a write's future resolves after COMMIT. With WAL and synchronous=NORMAL a
+commit survives a killed process; synchronous=FULL also survives power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from rpcchat.domain.records import (
+    GENERAL,
+    AdvanceCursor,
+    Change,
+    ChatRow,
+    EventRecord,
+    Interval,
+    JoinChat,
+    LeaveChat,
+    MembershipRow,
+    MessageMark,
+    NewChat,
+    NewEvent,
+    NewMessage,
+    NewSession,
+    NewUser,
+    RememberClientMsgId,
+    RevokeSession,
+    SessionRow,
+    Snapshot,
+    UserRow,
+    Wire,
+    is_visible,
+)
+from rpcchat.domain.wire import message_wire
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DB_FILENAME = "rpcchat.sqlite3"
+SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+_MAX_ID = 2**63 - 1
+# Above this many chats the SQL pre-filter is skipped (SQLite caps bound parameters).
+_MAX_CHATS_IN_QUERY = 500
+
+# One list of statements per schema version; version N is _MIGRATIONS[N - 1].
+_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        )""",
+        "INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('last_message_id', 0)",
+        """CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            cursor INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users (id),
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        )""",
+        """CREATE TABLE chats (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('general', 'direct', 'group')),
+            name TEXT NOT NULL,
+            owner_id INTEGER REFERENCES users (id),
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE memberships (
+            chat_id TEXT NOT NULL REFERENCES chats (id),
+            user_id INTEGER NOT NULL REFERENCES users (id),
+            joined_seq INTEGER NOT NULL,
+            left_seq INTEGER,
+            PRIMARY KEY (chat_id, user_id, joined_seq)
+        )""",
+        "CREATE INDEX memberships_by_user ON memberships (user_id)",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (id),
+            sender_id INTEGER NOT NULL REFERENCES users (id),
+            text TEXT NOT NULL,
+            ts REAL NOT NULL,
+            seq INTEGER NOT NULL,
+            parent_id INTEGER,
+            file_id TEXT,
+            file_json TEXT,
+            client_msg_id TEXT,
+            expires_at REAL
+        )""",
+        "CREATE INDEX messages_by_chat ON messages (chat_id, id)",
+        "CREATE INDEX messages_by_parent ON messages (parent_id) WHERE parent_id IS NOT NULL",
+        "CREATE INDEX messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            type TEXT NOT NULL,
+            ts REAL NOT NULL,
+            chat_id TEXT,
+            target_id INTEGER,
+            actor_id INTEGER,
+            data TEXT NOT NULL,
+            expires_at REAL
+        )""",
+        "CREATE INDEX events_by_expiry ON events (expires_at) WHERE expires_at IS NOT NULL",
+        """CREATE TABLE client_msg_ids (
+            user_id INTEGER NOT NULL REFERENCES users (id),
+            client_msg_id TEXT NOT NULL,
+            message_id INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (user_id, client_msg_id)
+        ) WITHOUT ROWID""",
+    ],
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class StoreClosed(RuntimeError):
+    """A write or read was attempted on a store that is not open."""
+
+
+class SqliteStore:
+    """The SQLite `Store`. Construct anywhere; `open()` on the event loop that uses it."""
+
+    def __init__(
+        self, data_dir: Path, *, synchronous: str = "NORMAL", max_batch: int = 1024
+    ) -> None:
+        mode = synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.path = Path(data_dir) / DB_FILENAME
+        self._synchronous = mode
+        self._max_batch = max_batch
+        self._writer: _DbWorker | None = None
+        self._reader: _DbWorker | None = None
+        self._accepting = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def open(self, *, window: int, recent_general: int) -> Snapshot:
+        if self._writer is not None:
+            raise RuntimeError("store is already open")
+        loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _DbWorker(
+            "rpcchat-db-writer", partial(self._connect, read_only=False), loop, self._max_batch
+        )
+        self._writer.start()
+        try:
+            await self._writer.call(_migrate)
+            snapshot = await self._writer.call(
+                partial(_load_snapshot, window=window, recent_general=recent_general)
+            )
+        except BaseException:
+            await self._writer.stop()
+            self._writer = None
+            raise
+        self._reader = _DbWorker(
+            "rpcchat-db-reader", partial(self._connect, read_only=True), loop, 1
+        )
+        self._reader.start()
+        self._accepting = True
+        logger.info(
+            "store opened: %s (schema %d, synchronous=%s, %d users, last seq %d)",
+            self.path, SCHEMA_VERSION, self._synchronous, len(snapshot.users), snapshot.last_seq,
+        )
+        return snapshot
+
+    async def close(self) -> None:
+        self._accepting = False
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        # The writer drains its queue before it stops, so every submitted write commits.
+        if writer is not None:
+            await writer.stop()
+        if reader is not None:
+            await reader.stop()
+        logger.info("store closed: %s", self.path)
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the writer thread (for benchmarks): transactions and writes."""
+        if self._writer is None:
+            return {"transactions": 0, "writes": 0}
+        return {"transactions": self._writer.transactions, "writes": self._writer.writes}
+
+    # --- writes ------------------------------------------------------------------------
+
+    def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
+        if not self._accepting or self._writer is None:
+            raise StoreClosed("store is not open")
+        return self._writer.write(tuple(changes))
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def message_history(
+        self, chat_id: str, before: int | None, limit: int
+    ) -> tuple[list[Wire], bool]:
+        return await self._read(partial(_message_history, chat_id=chat_id, before=before,
+                                        limit=limit))
+
+    async def find_client_message(self, user_id: int, client_msg_id: str) -> Wire | None:
+        return await self._read(partial(_find_client_message, user_id=user_id,
+                                        client_msg_id=client_msg_id))
+
+    async def visible_events(
+        self,
+        user_id: int,
+        memberships: Mapping[str, Sequence[Interval]],
+        after: int,
+        upto: int,
+        limit: int,
+    ) -> tuple[list[EventRecord], bool]:
+        frozen = {chat: tuple(intervals) for chat, intervals in memberships.items()}
+        return await self._read(partial(_visible_events, user_id=user_id, memberships=frozen,
+                                        after=after, upto=upto, limit=limit))
+
+    async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._accepting or self._reader is None:
+            raise StoreClosed("store is not open")
+        return await self._reader.call(job)
+
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"SQLite refused WAL mode (got {mode!r}) for {self.path}")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        if read_only:
+            conn.execute("PRAGMA query_only=ON")
+        return conn
+
+
+# --- the worker thread ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _CallJob(Generic[T]):
+    fn: Callable[[sqlite3.Connection], T]
+    future: asyncio.Future[T]
+
+
+@dataclass(slots=True)
+class _WriteJob:
+    changes: tuple[Change, ...]
+    future: asyncio.Future[None]
+
+
+class _Stop:
+    pass
+
+
+_Job = _CallJob[Any] | _WriteJob | _Stop
+_Outcome = tuple["asyncio.Future[Any]", BaseException | None, Any]
+
+
+class _DbWorker:
+    """A thread owning one connection; runs queued jobs in order, grouping writes."""
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], sqlite3.Connection],
+        loop: asyncio.AbstractEventLoop,
+        max_batch: int,
+    ) -> None:
+        self._connect = connect
+        self._loop = loop
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._stopped: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self.transactions = 0
+        self.writes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_CallJob(fn, future))
+        return future
+
+    def write(self, changes: tuple[Change, ...]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put(_WriteJob(changes, future))
+        return future
+
+    async def stop(self) -> None:
+        self._queue.put(_Stop())
+        await asyncio.shield(self._stopped)
+
+    # Everything below runs on the worker thread.
+
+    def _main(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+            self._serve(conn)
+        except BaseException as exc:
+            logger.exception("database thread %s failed", self._thread.name)
+            self._fail_queued(exc)
+        finally:
+            if conn is not None:
+                conn.close()
+            self._deliver_stopped()
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            jobs = self._take_jobs()
+            outcomes: list[_Outcome] = []
+            index = 0
+            while index < len(jobs):
+                job = jobs[index]
+                if isinstance(job, _Stop):
+                    self._deliver(outcomes)
+                    self._fail_jobs(jobs[index + 1:], StoreClosed("store closed"))
+                    return
+                if isinstance(job, _WriteJob):
+                    end = index
+                    while end < len(jobs) and isinstance(jobs[end], _WriteJob):
+                        end += 1
+                    group = [j for j in jobs[index:end] if isinstance(j, _WriteJob)]
+                    outcomes.extend(self._commit(conn, group))
+                    index = end
+                else:
+                    outcomes.append(self._run_call(conn, job))
+                    index += 1
+            self._deliver(outcomes)
+
+    def _take_jobs(self) -> list[_Job]:
+        jobs = [self._queue.get()]
+        while len(jobs) < self._max_batch:
+            try:
+                jobs.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return jobs
+
+    def _run_call(self, conn: sqlite3.Connection, job: _CallJob[Any]) -> _Outcome:
+        try:
+            return (job.future, None, job.fn(conn))
+        except Exception as exc:
+            logger.exception("database job failed")
+            return (job.future, exc, None)
+
+    def _commit(self, conn: sqlite3.Connection, group: list[_WriteJob]) -> list[_Outcome]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            counters = _Counters()
+            for job in group:
+                for change in job.changes:
+                    _apply_change(conn, change, counters)
+            counters.save(conn)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            _rollback(conn)
+            if len(group) == 1:
+                logger.error("write failed and was rolled back: %r", exc)
+                return [(group[0].future, exc, None)]
+            logger.warning("group commit of %d writes failed (%r); retrying one by one",
+                           len(group), exc)
+            return [outcome for job in group for outcome in self._commit(conn, [job])]
+        self.transactions += 1
+        self.writes += len(group)
+        return [(job.future, None, None) for job in group]
+
+    def _deliver(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
+        try:
+            self._loop.call_soon_threadsafe(_settle, outcomes)
+        except RuntimeError:
+            logger.error("event loop closed; %d database results dropped", len(outcomes))
+
+    def _deliver_stopped(self) -> None:
+        try:
+            stopped: list[_Outcome] = [(self._stopped, None, None)]
+            self._loop.call_soon_threadsafe(_settle, stopped)
+        except RuntimeError:
+            logger.debug("event loop closed before database thread %s ended",
+                         self._thread.name)
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        pending: list[_Job] = []
+        while True:
+            try:
+                pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._fail_jobs(pending, exc)
+
+    def _fail_jobs(self, jobs: Sequence[_Job], exc: BaseException) -> None:
+        outcomes: list[_Outcome] = [
+            (job.future, exc, None) for job in jobs if not isinstance(job, _Stop)
+        ]
+        self._deliver(outcomes)
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Runs on the event loop: hand each result to its future."""
+    for future, error, value in outcomes:
+        if future.done():  # the waiter was cancelled; the result is not needed
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("rollback failed")
+
+
+# --- applying changes (writer thread) -------------------------------------------------
+
+
+class _Counters:
+    """Highest seq and message id written in a transaction, saved to `meta` so that they
+    never go back, even when old events or messages are deleted later."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.message_id = 0
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        for key, value in (("last_seq", self.seq), ("last_message_id", self.message_id)):
+            if value:
+                conn.execute("UPDATE meta SET value = ? WHERE key = ? AND value < ?",
+                             (value, key, value))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _apply_change(conn: sqlite3.Connection, change: Change, counters: _Counters) -> None:
+    if isinstance(change, NewEvent):
+        event = change.event
+        conn.execute(
+            "INSERT INTO events (seq, type, ts, chat_id, target_id, actor_id, data, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.seq, event.type, event.ts, event.chat_id, event.target_id, event.actor_id,
+             _json(event.data), event.expires_at),
+        )
+        counters.seq = max(counters.seq, event.seq)
+    elif isinstance(change, NewMessage):
+        conn.execute(
+            "INSERT INTO messages (id, chat_id, sender_id, text, ts, seq, parent_id, file_id,"
+            " file_json, client_msg_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (change.message_id, change.chat_id, change.sender_id, change.text, change.ts,
+             change.seq, change.parent_id, change.file_id,
+             None if change.file is None else _json(change.file), change.client_msg_id,
+             change.expires_at),
+        )
+        counters.message_id = max(counters.message_id, change.message_id)
+    elif isinstance(change, AdvanceCursor):
+        updated = conn.execute("UPDATE users SET cursor = max(cursor, ?) WHERE id = ?",
+                               (change.cursor, change.user_id))
+        if updated.rowcount != 1:
+            raise LookupError(f"cursor of unknown user {change.user_id}")
+    else:
+        _apply_account_change(conn, change)
+
+
+def _apply_account_change(conn: sqlite3.Connection, change: Change) -> None:
+    if isinstance(change, NewUser):
+        conn.execute(
+            "INSERT INTO users (id, name, name_key, password_hash, created_at, cursor)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (change.user_id, change.name, change.name_key, change.password_hash,
+             change.created_at, change.cursor),
+        )
+    elif isinstance(change, NewSession):
+        conn.execute(
+            "INSERT INTO sessions (id, user_id, token_hash, created_at) VALUES (?, ?, ?, ?)",
+            (change.session_id, change.user_id, change.token_hash, change.created_at),
+        )
+    elif isinstance(change, RevokeSession):
+        conn.execute("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                     (change.revoked_at, change.session_id))
+    elif isinstance(change, NewChat):
+        conn.execute(
+            "INSERT INTO chats (id, kind, name, owner_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            (change.chat_id, change.kind, change.name, change.owner_id, change.created_at),
+        )
+    elif isinstance(change, JoinChat):
+        conn.execute(
+            "INSERT INTO memberships (chat_id, user_id, joined_seq) VALUES (?, ?, ?)",
+            (change.chat_id, change.user_id, change.joined_seq),
+        )
+    elif isinstance(change, LeaveChat):
+        conn.execute(
+            "UPDATE memberships SET left_seq = ? WHERE chat_id = ? AND user_id = ?"
+            " AND left_seq IS NULL",
+            (change.left_seq, change.chat_id, change.user_id),
+        )
+    elif isinstance(change, RememberClientMsgId):
+        conn.execute(
+            "INSERT INTO client_msg_ids (user_id, client_msg_id, message_id, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (change.user_id, change.client_msg_id, change.message_id, change.created_at),
+        )
+    else:
+        raise TypeError(f"unknown change {change!r}")
+
+
+# --- schema and reads -----------------------------------------------------------------
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        current = 0 if row is None else int(row[0])
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema {current} is newer than this server knows ({SCHEMA_VERSION})"
+            )
+        for statements in _MIGRATIONS[current:]:
+            for statement in statements:
+                conn.execute(statement)
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif current != SCHEMA_VERSION:
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    if current != SCHEMA_VERSION:
+        logger.info("database schema migrated from %d to %d", current, SCHEMA_VERSION)
+
+
+_EVENT_COLUMNS = "seq, type, ts, chat_id, target_id, actor_id, data, expires_at"
+_MESSAGE_SELECT = (
+    "SELECT m.id, m.chat_id, u.name, m.text, m.ts, m.parent_id, m.file_json,"
+    " m.client_msg_id, m.expires_at FROM messages m JOIN users u ON u.id = m.sender_id"
+)
+
+
+def _event_from_row(row: sqlite3.Row | tuple[Any, ...]) -> EventRecord:
+    return EventRecord(
+        seq=row[0], type=row[1], ts=row[2], chat_id=row[3], target_id=row[4],
+        actor_id=row[5], data=json.loads(row[6]), expires_at=row[7],
+    )
+
+
+def _message_from_row(row: tuple[Any, ...]) -> Wire:
+    return message_wire(
+        message_id=row[0], chat_id=row[1], sender=row[2], text=row[3], ts=row[4],
+        parent_id=row[5], file=None if row[6] is None else json.loads(row[6]),
+        client_msg_id=row[7], expires_at=row[8],
+    )
+
+
+def _load_snapshot(conn: sqlite3.Connection, *, window: int, recent_general: int) -> Snapshot:
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    events = [
+        _event_from_row(row) for row in conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?", (window,))
+    ]
+    events.reverse()
+    floor = events[0].seq - 1 if len(events) >= window and events else 0
+    # Unread counts only look above a cursor, so older messages need not be loaded.
+    marks = [
+        MessageMark(seq, chat_id, sender_id) for seq, chat_id, sender_id in conn.execute(
+            "SELECT seq, chat_id, actor_id FROM events WHERE type = 'message'"
+            " AND seq > (SELECT coalesce(min(cursor), 0) FROM users) ORDER BY seq")
+    ]
+    general, _ = _message_history(conn, chat_id=GENERAL, before=None, limit=recent_general)
+    return Snapshot(
+        users=[UserRow(*row) for row in conn.execute(
+            "SELECT id, name, name_key, password_hash, created_at, cursor FROM users"
+            " ORDER BY id")],
+        sessions=[SessionRow(*row) for row in conn.execute(
+            "SELECT id, user_id, token_hash FROM sessions WHERE revoked_at IS NULL")],
+        chats=[ChatRow(*row) for row in conn.execute(
+            "SELECT id, kind, name, owner_id, created_at FROM chats")],
+        memberships=[MembershipRow(*row) for row in conn.execute(
+            "SELECT chat_id, user_id, joined_seq, left_seq FROM memberships"
+            " ORDER BY joined_seq, user_id")],
+        recent_events=events,
+        window_floor=floor,
+        last_seq=int(meta.get("last_seq", 0)),
+        last_message_id=int(meta.get("last_message_id", 0)),
+        last_session_id=int(conn.execute("SELECT coalesce(max(id), 0) FROM sessions")
+                            .fetchone()[0]),
+        message_marks=marks,
+        recent_general=general,
+    )
+
+
+def _message_history(
+    conn: sqlite3.Connection, *, chat_id: str, before: int | None, limit: int
+) -> tuple[list[Wire], bool]:
+    if limit <= 0:
+        return [], False
+    rows = conn.execute(
+        f"{_MESSAGE_SELECT} WHERE m.chat_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+        (chat_id, _MAX_ID if before is None else before, limit + 1),
+    ).fetchall()
+    more = len(rows) > limit
+    messages = [_message_from_row(row) for row in rows[:limit]]
+    messages.reverse()
+    return messages, more
+
+
+def _find_client_message(
+    conn: sqlite3.Connection, *, user_id: int, client_msg_id: str
+) -> Wire | None:
+    row = conn.execute(
+        f"{_MESSAGE_SELECT} JOIN client_msg_ids c ON c.message_id = m.id"
+        " WHERE c.user_id = ? AND c.client_msg_id = ?",
+        (user_id, client_msg_id),
+    ).fetchone()
+    return None if row is None else _message_from_row(row)
+
+
+def _visible_events(
+    conn: sqlite3.Connection,
+    *,
+    user_id: int,
+    memberships: Mapping[str, Sequence[Interval]],
+    after: int,
+    upto: int,
+    limit: int,
+) -> tuple[list[EventRecord], bool]:
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? AND seq <= ?"
+    params: list[Any] = [after, upto]
+    chats = list(memberships)
+    if not chats:
+        sql += " AND target_id = ?"
+        params.append(user_id)
+    elif len(chats) <= _MAX_CHATS_IN_QUERY:
+        sql += f" AND (target_id = ? OR chat_id IN ({', '.join('?' * len(chats))}))"
+        params += [user_id, *chats]
+    sql += " ORDER BY seq"
+    found: list[EventRecord] = []
+    # The SQL narrows by chat; membership intervals are checked here, row by row.
+    for row in conn.execute(sql, params):
+        if is_visible(user_id, memberships, row[0], row[3], row[4]):
+            found.append(_event_from_row(row))
+            if len(found) > limit:
+                break
+    return found[:limit], len(found) > limit
