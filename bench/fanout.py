@@ -1,0 +1,173 @@
+"""Fan-out: N users parked in `poll`, one message to general, time until every poll answered.
+
+    .venv/bin/python bench/fanout.py [--users 1000,5000]
+
+For each N it prints p50/p99/max of (poll answer arrived - send issued) and the server's
+resident memory per parked poll: (RSS with N polls parked - RSS before the N connections) / N,
+so a parked poll's whole cost is counted: socket, connection task, request and waiter.
+Targets: all 5000 answered within 150 ms; at most 12 KB per parked poll.
+
+Accounts are created beforehand in the data directory with a cheap password hash (each stored
+hash carries its own parameters, so the real server verifies them as usual); then the server
+runs as its own process and the clients run in another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import free_port, rpc, wait_until_listening  # noqa: E402
+
+from rpcchat.clock import SystemClock  # noqa: E402
+from rpcchat.config import ServerConfig  # noqa: E402
+from rpcchat.domain import ChatService, ScryptHasher, SqliteStore  # noqa: E402
+
+PASSWORD = "fan-out-password"
+
+
+async def create_accounts(data_dir: Path, users: int) -> list[str]:
+    service = ChatService(SqliteStore(data_dir), ServerConfig(data_dir=data_dir), SystemClock(),
+                          password_hasher=ScryptHasher(n=2))
+    await service.start()
+    try:
+        tokens = []
+        for i in range(users):
+            login = await service.connect(f"user{i}", PASSWORD)
+            tokens.append(str(login["token"]))
+        return tokens
+    finally:
+        await service.close()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class ParkedPoll(asyncio.Protocol):
+    """One connection with one poll in flight; notes when its answer has fully arrived."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.buffer = b""
+        self.answered: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        arrived = time.perf_counter()
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.answered.done():
+            return
+        head = self.buffer[:end].lower()
+        at = head.find(b"content-length:")
+        length = int(head[at + 15:head.find(b"\r\n", at)])
+        if len(self.buffer) >= end + 4 + length:
+            self.answered.set_result(arrived)
+
+
+def poll_request(token: str, since: int) -> bytes:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "poll",
+                       "params": {"since": since, "timeout": 60}}).encode()
+    return (f"POST /rpc HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def client(port: int, tokens: list[str], since: int) -> None:
+    """Runs in its own process: park every poll, wait for 'go', send, time the answers."""
+    loop = asyncio.get_running_loop()
+    polls = []
+    for token in tokens:
+        _, protocol = await loop.create_connection(
+            lambda t=token: ParkedPoll(poll_request(t, since)), "127.0.0.1", port)
+        polls.append(protocol)
+    print("parked", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    sender = tokens[0]
+    started = time.perf_counter()
+    await loop.run_in_executor(None, lambda: rpc(port, "send", {"text": "fan-out"}, sender))
+    arrivals = await asyncio.gather(*(p.answered for p in polls))
+    latencies = sorted((a - started) * 1000 for a in arrivals)
+    print(json.dumps({
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+        "max_ms": latencies[-1],
+    }), flush=True)
+
+
+def head_seq(port: int, token: str) -> int:
+    since = None
+    while True:
+        params: dict[str, object] = {"timeout": 0, "limit": 500}
+        if since is not None:
+            params["since"] = since
+        answer = rpc(port, "poll", params, token)
+        assert isinstance(answer, dict)
+        since = int(answer["next"])
+        if not answer["more"]:
+            return since
+
+
+def measure(users: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        tokens = asyncio.run(create_accounts(data_dir, users))
+        tokens_file = data_dir / "tokens.json"
+        tokens_file.write_text(json.dumps(tokens))
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rpcchat", "serve", "--port", str(port), "--data-dir",
+             str(data_dir), "--log-level", "warning", "--max-connections", "20000",
+             "--rate-limit", "0"])
+        try:
+            wait_until_listening(port)
+            since = head_seq(port, tokens[0])
+            before = rss_kib(server.pid)
+            clients = subprocess.Popen(
+                [sys.executable, __file__, "--client", str(port), str(tokens_file), str(since)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert clients.stdin is not None and clients.stdout is not None
+            assert clients.stdout.readline().strip() == "parked"
+            time.sleep(1.0 + users / 2000)   # let the server read and park every poll
+            parked = rss_kib(server.pid)
+            clients.stdin.write("go\n")
+            clients.stdin.flush()
+            result = json.loads(clients.stdout.readline())
+            clients.wait(timeout=30)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        per_poll = (parked - before) * 1024 / users
+        print(f"fan-out N={users:5d}  p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f}"
+              f" ms  max {result['max_ms']:6.1f} ms   memory per parked poll"
+              f" {per_poll / 1024:5.1f} KB")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        port, tokens_file, since = int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+        asyncio.run(client(port, json.loads(Path(tokens_file).read_text()), since))
+        return
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default="1000,5000")
+    for users in parser.parse_args().users.split(","):
+        measure(int(users))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""send, history."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from rpcchat.config import ServerConfig
+from rpcchat.domain.service import ChatService
+from rpcchat.errors import Forbidden, NotFound
+from rpcchat.jsonrpc import CallContext, Doc, Length, Range, rpc_method
+from rpcchat.methods.auth import session_of
+from rpcchat.methods.wire import HistoryResult, MessageResult
+
+ClientMsgId = Annotated[str, Length(1, 64),
+                        Doc("Makes a retry return the first result instead of a second message")]
+
+
+class MessageMethods:
+    def __init__(self, service: ChatService, config: ServerConfig) -> None:
+        self.service = service
+        self.max_text = config.max_text
+
+    @rpc_method("send", errors=(Forbidden, NotFound),
+                summary="Send a message to general, to a user (to) or to a chat (chat)")
+    async def send(
+        self, ctx: CallContext,
+        text: Annotated[str, Length(1, "max_text", too_large="text")],
+        to: Annotated[str, Doc("A user: opens or reuses the 1-to-1 chat")] | None = None,
+        chat: Annotated[str, Doc("A chat id; general when neither to nor chat")] | None = None,
+        client_msg_id: ClientMsgId | None = None,
+    ) -> MessageResult:
+        session = session_of(self.service, ctx)
+        return cast(MessageResult, await self.service.send(
+            session, text, to=to, chat=chat, client_msg_id=client_msg_id))
+
+    @rpc_method("history", errors=(Forbidden, NotFound),
+                summary="Messages of a chat, oldest first, before a message id")
+    async def history(
+        self, ctx: CallContext,
+        chat: str = "general",
+        before: Annotated[int, Range(ge=1), Doc("Only messages with a smaller id")] | None = None,
+        limit: Annotated[int, Range(ge=1, le=200)] = 50,
+    ) -> HistoryResult:
+        session = session_of(self.service, ctx)
+        return cast(HistoryResult, await self.service.history(
+            session, chat=chat, before=before, limit=limit))
