@@ -1,0 +1,93 @@
+"""The application: HTTP routes, the JSON-RPC dispatcher and the chat service, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+
+from rpcchat.clock import Clock, SystemClock
+from rpcchat.config import ServerConfig
+from rpcchat.domain.passwords import PasswordHasher
+from rpcchat.domain.service import ChatService
+from rpcchat.domain.sqlite_store import SqliteStore
+from rpcchat.jsonrpc.dispatcher import DispatchResult, Dispatcher
+from rpcchat.jsonrpc.registry import Registry
+from rpcchat.methods import register_all
+from rpcchat.methods.auth import ServiceAuthenticator
+from rpcchat.transport.messages import Request, Response, Route
+from rpcchat.transport.server import HttpServer
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+HEALTH_BODY = json.dumps({"status": "ok"}).encode()
+
+
+class ChatServer:
+    """One running rpcchat: storage, chat service, dispatcher and HTTP server."""
+
+    def __init__(self, config: ServerConfig, clock: Clock | None = None, *,
+                 password_hasher: PasswordHasher | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        # password_hasher: None keeps the production scrypt cost; tests pass a cheap one.
+        self.service = ChatService(SqliteStore(config.data_dir), config, self.clock,
+                                   password_hasher=password_hasher)
+        registry = Registry()
+        register_all(registry, self.service, config)
+        self.dispatcher = Dispatcher(registry, ServiceAuthenticator(self.service), self.clock)
+        routes = [
+            Route("/rpc", frozenset({"POST"}), self.handle_rpc, config.http.max_body),
+            Route("/health", frozenset({"GET"}), self.handle_health),
+        ]
+        self.http = HttpServer(routes, config.http, self.clock)
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+    async def start(self) -> None:
+        await self.service.start()
+        await self.http.start(self.config.host, self.config.port)
+        log.info("listening on http://%s:%d (data in %s)",
+                 self.config.host, self.port, self.config.data_dir)
+
+    async def close(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), then flush storage."""
+        await self.http.close()
+        await self.service.close()
+        log.info("stopped")
+
+    async def handle_rpc(self, request: Request) -> Response:
+        result = await self.dispatcher.dispatch(request.body, request.header("authorization"))
+        log_calls(result, request.peer)
+        if result.body is None:
+            return Response(204)
+        return Response(200, result.body, JSON)
+
+    async def handle_health(self, request: Request) -> Response:
+        return Response(200, HEALTH_BODY, JSON)
+
+
+def log_calls(result: DispatchResult, peer: str) -> None:
+    """One info line per call: method, user, outcome, duration."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for call in result.calls:
+        log.info("rpc %s user=%s %s %.1fms peer=%s", call.method, call.user or "-",
+                 call.outcome, call.duration_ms, peer)
+
+
+async def run_until_signalled(config: ServerConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    server = ChatServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received: shutting down")
+    await server.close()
