@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import click
 
@@ -18,7 +18,10 @@ NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
 
-def _option(flag: str, **kwargs: Any) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _option(flag: str, **kwargs: Any) -> Callable[[F], F]:
     """A click option whose environment variable is RPCCHAT_<FLAG> (dashes as underscores)."""
     envvar = "RPCCHAT_" + flag.lstrip("-").replace("-", "_").upper()
     return click.option(flag, envvar=envvar, show_default=True, show_envvar=True, **kwargs)
