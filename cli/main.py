@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import click
 
+from cli.commands import CLIENT_COMMANDS
+from cli.extras import EXTRA_COMMANDS
+from cli.files import file_group
+from cli.groups import group
+from cli.interactive import chat
 from cli.serve import serve
 
 
@@ -14,6 +19,12 @@ def main() -> None:
 
 
 main.add_command(serve)
+for client_command in (*CLIENT_COMMANDS, chat):
+    main.add_command(client_command)
+main.add_command(group)
+main.add_command(file_group)
+for extra_command in EXTRA_COMMANDS:
+    main.add_command(extra_command)
 
 if __name__ == "__main__":
     main()

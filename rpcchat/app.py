@@ -55,7 +55,9 @@ class ChatServer:
                  self.config.host, self.port, self.config.data_dir)
 
     async def close(self) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then flush storage."""
+        """Answer parked polls, stop accepting, let in-flight requests finish (bounded),
+        then flush storage."""
+        self.service.stop_waiting()
         await self.http.close()
         await self.service.close()
         log.info("stopped")

@@ -29,11 +29,13 @@ class EventFeed:
         self.unread = UnreadIndex()
         self.hub = PollHub()
 
-    def collect(self, user: UserState, after: int, limit: int) -> tuple[list[Wire], int, bool]:
+    def collect(self, user: UserState, after: int, limit: int,
+                now: float | None = None) -> tuple[list[Wire], int, bool]:
         """(events, next, more) from memory; `after` must be >= window.floor; `limit` may
         be 0 (then only `more` is answered). When nothing visible is left, `next` is the
-        head, so the client skips what it cannot see."""
-        found, more = self.window.collect(user, after, limit)
+        head, so the client skips what it cannot see. With `now`, expired events are
+        skipped."""
+        found, more = self.window.collect(user, after, limit, now)
         if more:
             # With limit 0 nothing is returned: resume right where this call started.
             return found, found[-1]["seq"] if found else after, True
@@ -43,7 +45,8 @@ class EventFeed:
         """Make committed events visible: window, unread counts, then wake-ups."""
         entries: list[WindowEntry] = []
         for event in events:
-            entry = WindowEntry(event.seq, event.chat_id, event.target_id, event_wire(event))
+            entry = WindowEntry(event.seq, event.chat_id, event.target_id, event_wire(event),
+                                event.expires_at)
             self.window.append(entry)
             entries.append(entry)
             if event.type == EVENT_MESSAGE and event.chat_id and event.actor_id is not None:

@@ -1,16 +1,21 @@
-"""Counting of messages in `general` per user, in fixed periods.
+"""The rate limit: messages in `general` per user, counted in fixed periods.
 
 Periods are aligned to multiples of `period` seconds since the Unix epoch, so the count
-"resets at the end of each period" for everyone at the same, predictable time.
-Counting only: refusing over-limit sends is a separate rule built on `remaining`.
+"resets at the end of each period" for everyone at the same, predictable time (with the
+default 3600 s: on the hour), and a restart cannot shift a period.
+Counts are kept in memory and saved with the message they count (`RateCountSaved` in the
+same write), so a restart keeps them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rpcchat.domain.feature_records import RateCountSaved
 from rpcchat.domain.records import Wire
+from rpcchat.errors import RateLimited
 
 
 @dataclass(slots=True)
@@ -32,20 +37,42 @@ class RateCounter:
     def _period_start(self, now: float) -> float:
         return math.floor(now / self.period) * self.period
 
-    def record(self, user_id: int, now: float) -> None:
+    def load(self, saved: Iterable[RateCountSaved]) -> None:
+        """Counts saved before a restart. One from another period (or another `period`
+        setting) no longer matches the current period, so it counts as zero."""
+        for row in saved:
+            self._periods[row.user_id] = _Period(row.period_start, row.count)
+
+    def _used(self, user_id: int, start: float) -> int:
+        current = self._periods.get(user_id)
+        return current.count if current is not None and current.start == start else 0
+
+    def check(self, user_id: int, now: float) -> None:
+        """RateLimited (with retry_after and resets_at) when the user has no message left."""
         if not self.enabled:
             return
         start = self._period_start(now)
-        current = self._periods.get(user_id)
-        if current is None or current.start != start:
-            self._periods[user_id] = _Period(start, 1)
-        else:
-            current.count += 1
+        if self._used(user_id, start) >= self.limit:
+            resets_at = start + self.period
+            raise RateLimited(retry_after=max(0.0, resets_at - now), resets_at=resets_at)
+
+    def record(self, user_id: int, now: float) -> RateCountSaved | None:
+        """Count one message; the change that saves the new count (None when off)."""
+        if not self.enabled:
+            return None
+        start = self._period_start(now)
+        count = self._used(user_id, start) + 1
+        self._periods[user_id] = _Period(start, count)
+        return RateCountSaved(user_id, start, count)
+
+    def undo(self, saved: RateCountSaved) -> None:
+        """Take back a count whose message could not be stored."""
+        current = self._periods.get(saved.user_id)
+        if current is not None and current.start == saved.period_start and current.count > 0:
+            current.count -= 1
 
     def remaining(self, user_id: int, now: float) -> int:
-        current = self._periods.get(user_id)
-        used = current.count if current and current.start == self._period_start(now) else 0
-        return max(0, self.limit - used)
+        return max(0, self.limit - self._used(user_id, self._period_start(now)))
 
     def status(self, user_id: int, now: float) -> Wire:
         """The contract's `rate` object. With the limit off, remaining and resets_at are null."""

@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from rpcchat.domain.feature_records import FeatureChange
+from rpcchat.domain.group_file_records import GroupFileChange
+
 GENERAL = "general"
 
 KIND_GENERAL = "general"
@@ -147,7 +150,7 @@ class RememberClientMsgId:
 
 Change = Union[
     NewUser, NewSession, RevokeSession, NewChat, JoinChat, LeaveChat, NewMessage, NewEvent,
-    AdvanceCursor, RememberClientMsgId,
+    AdvanceCursor, RememberClientMsgId, GroupFileChange, FeatureChange,
 ]
 
 

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -31,10 +31,16 @@ from rpcchat import __version__
 from rpcchat.clock import Clock
 from rpcchat.config import ServerConfig
 from rpcchat.domain import validation
+from rpcchat.domain.chatcore import ChatCore
+from rpcchat.domain.files import FileService
+from rpcchat.domain.groups import GroupChats
 from rpcchat.domain.passwords import PasswordHasher, ScryptHasher
 from rpcchat.domain.feed import EventFeed
 from rpcchat.domain.polling import WakeReason
-from rpcchat.domain.rate import RateCounter
+from rpcchat.domain.comments import check_alive
+from rpcchat.domain.feature_records import ExpiredMessage, ParentRow
+from rpcchat.domain.lifetime import ExpiryHook, alive, message_expiry
+from rpcchat.domain.message_rules import Attach, MessageRules
 from rpcchat.domain.records import (
     EVENT_CHAT_JOINED,
     EVENT_MESSAGE,
@@ -161,7 +167,6 @@ class ChatService:
         self._feed = EventFeed(self._users_by_id, self._chats,
                                EventWindow(event_window, 0, []), 0)
         self._writes = WritePipeline(store)
-        self._rate = RateCounter(config.rate_limit, config.rate_period)
 
         self._last_seq = 0  # newest allocated seq
         self._last_message_id = 0
@@ -169,7 +174,19 @@ class ChatService:
         self._last_session_id = 0
         self._started_at = 0.0
         self._running = False
+        self._draining = False  # shutting down: polls answer at once instead of waiting
         self._was_started = False
+        core = ChatCore(
+            clock=clock, config=config, store=store, writes=self._writes,
+            users_by_id=self._users_by_id, users_by_key=self._users_by_key, chats=self._chats,
+            actor=self._actor, member_chat=self._member_chat, chat_wire=self._chat_wire,
+            next_seq=self._next_seq, feed=lambda: self._feed,
+            post_message=self._prepare_message, ensure_running=self._ensure_running)
+        self.groups = GroupChats(core)
+        self.files = FileService(core)
+        self.rules = MessageRules(core, post=self._prepare_message, send_once=self._send_once,
+                                  forget_messages=self._forget_expired_messages)
+        self.rules.add_expiry_hook(self._delete_expired_files)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -185,18 +202,32 @@ class ChatService:
         )
         try:
             self._load(snapshot)
+            extras = await read_store(self._store.group_file_state(self._clock.time()),
+                                      "loading group chats and uploads")
+            self.groups.load(extras)
+            await self.files.load(extras)
+            await self.rules.load()
             self._running = True
             self._started_at = self._clock.monotonic()
             if GENERAL not in self._chats:
                 await self._create_general()
+            await self.rules.start()
         except BaseException:
             logger.exception("chat service failed to start")
             self._running = False
             self._hash_pool.shutdown(wait=False, cancel_futures=True)
+            await self.rules.close()
+            await self.files.close()
             await self._store.close()
             raise
         logger.info("chat service started: %d users, %d chats, head seq %d",
                     len(self._users_by_id), len(self._chats), self._feed.head)
+
+    def stop_waiting(self) -> None:
+        """Answer every parked poll now and let no new poll wait (the server is stopping),
+        so clients get `events: []` instead of a dropped connection."""
+        self._draining = True
+        self._feed.hub.release_all(WakeReason.CLOSED)
 
     async def close(self) -> None:
         """Release every parked poll, commit what is queued, stop the storage threads."""
@@ -205,6 +236,8 @@ class ChatService:
         self._running = False
         self._feed.hub.release_all(WakeReason.CLOSED)
         try:
+            await self.rules.close()
+            await self.files.close()
             await self._store.close()
         finally:
             if self._hash_pool is not None:
@@ -236,7 +269,8 @@ class ChatService:
         self._feed = EventFeed(
             self._users_by_id, self._chats,
             EventWindow(self._window_size, snapshot.window_floor, [
-                WindowEntry(event.seq, event.chat_id, event.target_id, event_wire(event))
+                WindowEntry(event.seq, event.chat_id, event.target_id, event_wire(event),
+                            event.expires_at)
                 for event in snapshot.recent_events
             ]),
             snapshot.last_seq,
@@ -407,7 +441,10 @@ class ChatService:
     def _recent_general(self, count: int) -> list[Wire]:
         if count <= 0:
             return []
-        newest_first = list(islice(reversed(self._general_recent), count))
+        now = self._clock.time()
+        newest_first = list(islice(
+            (message for message in reversed(self._general_recent)
+             if message["expires_at"] is None or message["expires_at"] > now), count))
         newest_first.reverse()
         return newest_first
 
@@ -420,9 +457,12 @@ class ChatService:
         to: object = None,
         chat: object = None,
         client_msg_id: object = None,
+        at: object = None,
+        delay: object = None,
     ) -> Wire:
         """Post a message to `general`, to a user (`to`: opens or reuses the direct chat)
-        or to a chat id (`chat`). Result: {message: Message, server_time}."""
+        or to a chat id (`chat`). Result: {message: Message, server_time}. With `at` (a
+        future time) or `delay` (seconds) it is scheduled instead: {scheduled, server_time}."""
         self._ensure_running()
         me = self._actor(user)
         body = validation.message_text(text, self._config.max_text)
@@ -431,6 +471,10 @@ class ChatService:
             raise InvalidParams("to", "give either to or chat, not both")
         recipient = None if to is None else validation.user_name(to, "to")
         chat_ref = GENERAL if chat is None else validation.chat_id(chat)
+        deliver_at = self.rules.delivery_time(at, delay, self._clock.time())
+        if deliver_at is not None:
+            return await self.rules.schedule(me, body, recipient, chat_ref, request_id,
+                                             deliver_at)
         if request_id is None:
             wire, applied = self._prepare_message(me, body, recipient, chat_ref, None)
             await self._writes.wait(applied, "sending a message")
@@ -455,10 +499,13 @@ class ChatService:
         target = self._member_chat(me, chat_ref)
         messages, more = await read_store(
             self._store.message_history(target.chat_id, before_id, count), "reading history")
-        return {"messages": messages, "more": more, "server_time": self._clock.time()}
+        # Expired rows are deleted in batches; until then they are hidden here.
+        now = self._clock.time()
+        return {"messages": alive(messages, now), "more": more, "server_time": now}
 
     async def _send_once(
-        self, me: UserState, body: str, recipient: str | None, chat_ref: str, request_id: str
+        self, me: UserState, body: str, recipient: str | None, chat_ref: str, request_id: str,
+        *, parent: ParentRow | None = None,
     ) -> Wire:
         """`send` with a client_msg_id: a retry returns the first Message, never a second."""
         key = (me.user_id, request_id)
@@ -484,7 +531,8 @@ class ChatService:
                 self._remember_client_msg(key, stored)
                 self._end_pending_client_msg(key, stored)
                 return stored
-            wire, applied = self._prepare_message(me, body, recipient, chat_ref, request_id)
+            wire, applied = self._prepare_message(me, body, recipient, chat_ref, request_id,
+                                                  parent=parent)
             handed_over = True
             applied.add_done_callback(lambda done: self._end_pending_client_msg(
                 key, wire if not done.cancelled() and done.exception() is None else None))
@@ -504,6 +552,43 @@ class ChatService:
         if len(self._client_msgs) > CLIENT_MSG_CACHE:
             self._client_msgs.popitem(last=False)  # older ones are found in the store
 
+    async def _forget_expired_messages(self, expired: Sequence[ExpiredMessage]) -> None:
+        """Drop deleted (expired) messages from the caches: client_msg_id results, and the
+        newest messages of general, refilled from the store when it was full."""
+        for message in expired:
+            if message.client_msg_id is not None:
+                self._client_msgs.pop((message.sender_id, message.client_msg_id), None)
+        gone = {message.message_id for message in expired if message.chat_id == GENERAL}
+        kept = [wire for wire in self._general_recent if wire["id"] not in gone]
+        if len(kept) == len(self._general_recent):
+            return
+        # Not full means it held every stored message of general: nothing older to load.
+        was_full = len(self._general_recent) == self._general_recent.maxlen
+        self._general_recent.clear()
+        self._general_recent.extend(kept)
+        if not was_full:
+            return
+        oldest = kept[0]["id"] if kept else None
+        older, _ = await read_store(
+            self._store.message_history(GENERAL, oldest, self._history_cache_size - len(kept)),
+            "refilling recent messages")
+        # Messages published meanwhile went to the right end; add only older ones.
+        front = self._general_recent[0]["id"] if self._general_recent else None
+        for wire in reversed(alive(older, self._clock.time())):
+            if len(self._general_recent) >= self._history_cache_size:
+                break
+            if front is None or wire["id"] < front:
+                self._general_recent.appendleft(wire)
+                front = wire["id"]
+
+    async def _delete_expired_files(self, expired: Sequence[ExpiredMessage]) -> None:
+        await self.files.delete_files(
+            message.file_id for message in expired if message.file_id is not None)
+
+    def add_expiry_hook(self, hook: ExpiryHook) -> None:
+        """Call `hook` with the messages deleted at the end of their lifetime."""
+        self.rules.add_expiry_hook(hook)
+
     def _prepare_message(
         self,
         me: UserState,
@@ -511,32 +596,51 @@ class ChatService:
         recipient: str | None,
         chat_ref: str,
         request_id: str | None,
+        *,
+        file: Wire | None = None,
+        parent: ParentRow | None = None,
+        attach: Attach | None = None,
     ) -> tuple[Wire, asyncio.Future[None]]:
-        """Check, allocate and queue a message; no await, so seqs are queued in order."""
+        """Check, allocate and queue a message; no await, so seqs are queued in order.
+        `file` is the File object a file message carries (file.finish); `parent` the
+        message a comment is on; `attach` adds changes and events to the same write.
+        Every message passes here: bans, the rate limit and the lifetime apply to all."""
+        now = self._clock.time()
+        self.rules.admit(me, now)
         opening: _Opening | None = None
         if recipient is not None:
             chat, opening = self._direct_chat(me, recipient)
         else:
             chat = self._member_chat(me, chat_ref)
-        now = self._clock.time()
+        if parent is not None:
+            check_alive(parent, now)
+        counted = self.rules.count(me, chat.chat_id, now)
         self._last_message_id += 1
         message_id = self._last_message_id
         seq = self._next_seq()
-        ttl = self._config.message_ttl
-        expires_at = now + ttl if ttl > 0 else None
+        expires_at = message_expiry(now, self._config.message_ttl,
+                                    parent.expires_at if parent else None,
+                                    has_parent=parent is not None)
+        parent_id = parent.message_id if parent else None
         wire = message_wire(message_id=message_id, chat_id=chat.chat_id, sender=me.name,
-                            text=body, ts=now, client_msg_id=request_id, expires_at=expires_at)
+                            text=body, ts=now, parent_id=parent_id, file=file,
+                            client_msg_id=request_id, expires_at=expires_at)
         event = EventRecord(seq, EVENT_MESSAGE, now, wire, chat_id=chat.chat_id,
                             actor_id=me.user_id, expires_at=expires_at)
         changes: list[Change] = list(opening.changes) if opening else []
         changes += [NewMessage(message_id, chat.chat_id, me.user_id, body, now, seq,
-                               client_msg_id=request_id, expires_at=expires_at),
+                               parent_id=parent_id, file_id=file["id"] if file else None,
+                               file=file, client_msg_id=request_id, expires_at=expires_at),
                     NewEvent(event)]
         if request_id is not None:
             changes.append(RememberClientMsgId(me.user_id, request_id, message_id, now))
+        if counted is not None:
+            changes.append(counted)
         events = [*opening.events, event] if opening else [event]
-        if chat.chat_id == GENERAL:
-            self._rate.record(me.user_id, now)
+        if attach is not None:
+            attached_changes, attached_events = attach(wire)
+            changes += attached_changes
+            events += attached_events
 
         def publish() -> None:
             self._feed.publish(events)
@@ -544,9 +648,15 @@ class ChatService:
                 self._general_recent.append(wire)
             if request_id is not None:
                 self._remember_client_msg((me.user_id, request_id), wire)
+            self.rules.committed(expires_at)
 
-        applied = self._writes.submit(changes, on_commit=publish,
-                                      on_failure=opening.rollback if opening else None)
+        def undo() -> None:
+            if opening is not None:
+                opening.rollback()
+            if counted is not None:
+                self.rules.uncount(counted)
+
+        applied = self._writes.submit(changes, on_commit=publish, on_failure=undo)
         logger.info("send: user=%s chat=%s message=%d", me.name, chat.chat_id, message_id)
         return wire, applied
 
@@ -664,9 +774,7 @@ class ChatService:
         return {
             "name": user.name,
             "chats": [self._chat_wire(self._chats[chat_id], user) for chat_id in chats],
-            "warnings": 0,
-            "banned_until": None,
-            "rate": self._rate.status(user.user_id, self._clock.time()),
+            **self.rules.standing(user.user_id),
             "cursor": user.cursor,
         }
 
@@ -719,7 +827,7 @@ class ChatService:
             remaining = deadline - loop.time()
             if (remaining <= 0 or state.poll_generation != generation
                     or self._sessions_by_id.get(session.session_id) is not state
-                    or not self._running):
+                    or not self._running or self._draining):
                 return self._poll_result(user, [], next_position, False)
             reason = await self._park(state, remaining)
             position = next_position
@@ -758,17 +866,24 @@ class ChatService:
         `position`; older parts come from the store. `next` is the head when nothing
         visible is left, so the client skips seqs it cannot see."""
         found: list[Wire] = []
+        now = self._clock.time()
         while position < self._feed.window.floor:
             upto = self._feed.head
             older, more = await read_store(
                 self._store.visible_events(user.user_id, user.memberships, position, upto,
                                            limit - len(found)),
                 "reading events")
-            found += [event_wire(event) for event in older]
+            # Expired events are deleted in batches; until then they are skipped here.
+            found += [event_wire(event) for event in older
+                      if event.expires_at is None or event.expires_at > now]
             if more:
-                return found, found[-1]["seq"], True
+                if len(found) >= limit:
+                    return found, older[-1].seq, True
+                position = older[-1].seq
+                continue
             position = upto
-        newer, next_position, more = self._feed.collect(user, position, limit - len(found))
+        newer, next_position, more = self._feed.collect(user, position, limit - len(found),
+                                                        now)
         return found + newer, next_position, more
 
     # --- writes ----------------------------------------------------------------------

@@ -51,6 +51,12 @@ from rpcchat.domain.records import (
     Wire,
     is_visible,
 )
+from rpcchat.domain.group_file_records import GROUP_FILE_CHANGE_TYPES, FileMessage, \
+    GroupFileState
+from rpcchat.domain.group_file_sql import GROUP_FILE_MIGRATION, apply_group_file_change, \
+    find_file_message, load_group_file_state
+from rpcchat.domain.feature_records import FEATURE_CHANGE_TYPES
+from rpcchat.domain.feature_store import SCHEMA_STEP_2, apply_feature_change
 from rpcchat.domain.wire import message_wire
 
 logger = logging.getLogger(__name__)
@@ -136,6 +142,8 @@ _MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (user_id, client_msg_id)
         ) WITHOUT ROWID""",
     ],
+    SCHEMA_STEP_2,  # 2: rate counts, reports and bans, scheduled messages
+    GROUP_FILE_MIGRATION,  # 3: join links, join requests, uploads, messages by file
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -240,6 +248,20 @@ class SqliteStore:
         frozen = {chat: tuple(intervals) for chat, intervals in memberships.items()}
         return await self._read(partial(_visible_events, user_id=user_id, memberships=frozen,
                                         after=after, upto=upto, limit=limit))
+
+    async def group_file_state(self, now: float) -> GroupFileState:
+        return await self._read(partial(load_group_file_state, now=now))
+
+    async def find_file(self, file_id: str) -> FileMessage | None:
+        return await self._read(partial(find_file_message, file_id=file_id))
+
+    async def read_job(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._read(job)
+
+    async def write_job(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._accepting or self._writer is None:
+            raise StoreClosed("store is not open")
+        return await self._writer.call(partial(_in_transaction, job))
 
     async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if not self._accepting or self._reader is None:
@@ -436,6 +458,17 @@ def _settle(outcomes: list[_Outcome]) -> None:
             future.set_result(value)
 
 
+def _in_transaction(job: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = job(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         try:
@@ -533,6 +566,10 @@ def _apply_account_change(conn: sqlite3.Connection, change: Change) -> None:
             " VALUES (?, ?, ?, ?)",
             (change.user_id, change.client_msg_id, change.message_id, change.created_at),
         )
+    elif isinstance(change, GROUP_FILE_CHANGE_TYPES):
+        apply_group_file_change(conn, change)
+    elif isinstance(change, FEATURE_CHANGE_TYPES):
+        apply_feature_change(conn, change)
     else:
         raise TypeError(f"unknown change {change!r}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from rpcchat.domain.records import Interval, Wire, is_visible
@@ -53,6 +53,7 @@ class WindowEntry:
     chat_id: str | None
     target_id: int | None
     wire: Wire  # the Event object, built once and shared by every poll that returns it
+    expires_at: float | None = None  # past it the event is hidden (message lifetime)
 
 
 class EventWindow:
@@ -84,13 +85,17 @@ class EventWindow:
             del self._seqs[:cut]
             del self._entries[:cut]
 
-    def collect(self, user: UserState, after: int, limit: int) -> tuple[list[Wire], bool]:
+    def collect(self, user: UserState, after: int, limit: int,
+                now: float | None = None) -> tuple[list[Wire], bool]:
         """Up to `limit` events with seq > `after` that `user` sees, and whether more
-        visible events follow. `after` must be >= floor."""
+        visible events follow. `after` must be >= floor. With `now`, events that expired
+        by then are skipped."""
         found: list[Wire] = []
         entries = self._entries
         for index in range(bisect_right(self._seqs, after), len(entries)):
             entry = entries[index]
+            if now is not None and entry.expires_at is not None and entry.expires_at <= now:
+                continue
             if user.can_see(entry.seq, entry.chat_id, entry.target_id):
                 if len(found) == limit:
                     return found, True
@@ -113,6 +118,18 @@ class UnreadIndex:
         self._by_chat.setdefault(chat_id, array("q")).append(seq)
         self._by_sender.setdefault((chat_id, sender_id), array("q")).append(seq)
 
+    def forget(self, chat_id: str, by_sender: Mapping[int, Collection[int]]) -> None:
+        """Stop counting messages of a chat (they expired): sender id -> their seqs.
+        Expiry goes mostly oldest first, so this is usually a cut from the array fronts."""
+        everyone = self._by_chat.get(chat_id)
+        if everyone:
+            self._by_chat[chat_id] = _without(
+                everyone, {seq for seqs in by_sender.values() for seq in seqs})
+        for sender_id, seqs in by_sender.items():
+            own = self._by_sender.get((chat_id, sender_id))
+            if own:
+                self._by_sender[(chat_id, sender_id)] = _without(own, seqs)
+
     def count(self, chat_id: str, user_id: int, after: int, upto: int | None) -> int:
         """Messages of others in a chat with after < seq <= upto (None: no upper bound)."""
         everyone = self._by_chat.get(chat_id)
@@ -132,6 +149,20 @@ class UnreadIndex:
 
     def unread(self, user: UserState) -> int:
         return sum(self.unread_in_chat(user, chat_id) for chat_id in user.memberships)
+
+
+def _without(seqs: array[int], doomed: Collection[int]) -> array[int]:
+    # Seqs below the first one counted were never loaded (they are under every cursor).
+    present = {seq for seq in doomed if seqs and seq >= seqs[0]}
+    if not present:
+        return seqs
+    front = 0
+    while front < len(seqs) and seqs[front] in present:
+        front += 1
+    if front == len(present):
+        del seqs[:front]
+        return seqs
+    return array("q", (seq for seq in seqs[front:] if seq not in present))
 
 
 def _count_between(seqs: array[int], after: int, upto: int | None) -> int:

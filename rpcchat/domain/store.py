@@ -7,10 +7,13 @@ database) can replace `SqliteStore` without touching the service or the RPC hand
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
+from rpcchat.domain.group_file_records import FileMessage, GroupFileState
 from rpcchat.domain.records import Change, EventRecord, Interval, Snapshot, Wire
+
+T = TypeVar("T")
 
 
 class Store(Protocol):
@@ -43,6 +46,21 @@ class Store(Protocol):
         """Events with after < seq <= upto that the user can see (addressed to it, or in a
         chat during one of its membership intervals), ascending, at most `limit`, and
         whether more such events exist up to `upto`."""
+
+    async def group_file_state(self, now: float) -> GroupFileState:
+        """Join links, pending join requests, unfinished uploads, and the ids of files whose
+        messages have not expired by `now`."""
+
+    async def find_file(self, file_id: str) -> FileMessage | None:
+        """The Message carrying file `file_id` (expired or not), if it is still stored."""
+
+    async def read_job(self, job: Callable[[Any], T]) -> T:
+        """Run a backend-specific read (a feature module's queries; for SQLite `job` gets
+        the reading connection) and return its result."""
+
+    async def write_job(self, job: Callable[[Any], T]) -> T:
+        """Run a backend-specific write in its own transaction, after every write submitted
+        before it, and return its result (e.g. what an expiry pass deleted)."""
 
     async def close(self) -> None:
         """Commit everything queued, then release the storage."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 
 from integration_helpers import PASSWORD, Users, wait_parked
 from rpc_testing import CHEAP_HASHER, ClientFactory, ServerFactory, server_url
@@ -43,10 +42,6 @@ async def test_history_on_connect_and_tokens_after_a_restart(
     assert [message["text"] for message in dm["messages"]] == ["private"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ChatServer.close() closes HTTP (waiting shutdown_grace, then aborting connections) "
-    "before ChatService.close() releases parked polls, so a waiting client gets a dropped "
-    "connection after the grace period instead of an empty answer"))
 async def test_graceful_close_answers_a_parked_poll_at_once(
     running_server: ServerFactory, users: Users
 ) -> None:
