@@ -32,6 +32,8 @@ async def open_service(data_dir: Path, clock: ManualClock) -> AsyncIterator[Open
     started: list[ChatService] = []
 
     async def opener(*, event_window: int = 10_000, **config: Any) -> ChatService:
+        # These tests are about other rules; the rate limit has its own (tests/features).
+        config.setdefault("rate_limit", 0)
         settings = ServerConfig(data_dir=data_dir, **config)
         service = ChatService(SqliteStore(data_dir), settings, clock,
                               password_hasher=CHEAP_HASHER, event_window=event_window)

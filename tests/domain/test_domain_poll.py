@@ -278,7 +278,8 @@ async def test_status_counts_users_and_online(
         await waiting
 
 
-async def test_status_me_shape_and_rate(service: ChatService) -> None:
+async def test_status_me_shape_and_rate(open_service: OpenService) -> None:
+    service = await open_service(rate_limit=20)
     alice = await login(service, "alice")
     await service.send(alice, "counted")
     me = (await service.status(alice))["me"]
