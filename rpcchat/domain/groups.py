@@ -219,7 +219,8 @@ class GroupChats:
         return token
 
     async def join(self, actor: Actor, link: object) -> Wire:
-        """Ask to join the chat of a link. Result: {status: pending|member, chat: {id, name}}."""
+        """Ask to join the chat of a link. Result: {status: pending|member, chat}: a member gets
+        the whole Chat object; a requester only {id, name}, as it sees nothing else yet."""
         core = self._core
         core.ensure_running()
         me = core.actor(actor)
@@ -229,7 +230,7 @@ class GroupChats:
             raise NotFound("no such join link")
         summary = {"id": group.chat_id, "name": group.name}
         if me.is_member(group.chat_id):
-            return self._result(status="member", chat=summary)
+            return self._result(status="member", chat=core.chat_wire(group, me))
         pending = self._requests.setdefault(group.chat_id, {})
         if me.user_id in pending:
             return self._result(status="pending", chat=summary)

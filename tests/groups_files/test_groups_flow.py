@@ -230,12 +230,18 @@ async def test_errors_of_group_methods(start_server: StartServer, people: People
     token = (await alice.call("chat.link", chat=chat_id))["token"]
     joined = await carol.call("chat.join", link=f"https://chat.example/join/{token}")
     assert joined["status"] == "pending"
+    # A requester learns only the chat's id and name.
+    assert set(joined["chat"]) == {"id", "name"}
     # Joining again while pending files no second request.
     await carol.call("chat.join", link=token)
     events, _ = await events_since(alice)
     assert [e["type"] for e in events].count("chat.join_request") == 1
     # The owner's own link.
-    assert (await alice.call("chat.join", link=token))["status"] == "member"
+    own = await alice.call("chat.join", link=token)
+    assert own["status"] == "member"
+    # A member gets the whole Chat object, as the contract's Objects section says.
+    assert {"id", "kind", "name", "owner", "members", "unread"} <= set(own["chat"])
+    assert own["chat"]["owner"] == "alice" and "alice" in own["chat"]["members"]
     # Inviting someone who asked to join settles the request.
     await alice.call("chat.invite", chat=chat_id, user="carol")
     assert (await alice.call("chat.requests", chat=chat_id))["requests"] == []
