@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -14,8 +15,22 @@ from rpcchat.logs import LEVELS, configure_logging
 DEFAULTS = ServerConfig()
 HTTP_DEFAULTS = HttpLimits()
 
-NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+
+class FiniteSeconds(click.FloatRange):
+    """A duration in seconds: a finite number within the range (never nan or inf)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds
+
+
+NON_NEGATIVE_FLOAT = FiniteSeconds(min=0)
+POSITIVE_FLOAT = FiniteSeconds(min=0, min_open=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
