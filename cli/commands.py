@@ -11,17 +11,14 @@ import click
 
 from cli.output import ChatNames, format_event, format_message, format_scheduled, \
     format_status, format_thread, to_json
-from cli.runner import Target, require_login, resolve_target, run, server_option, \
-    store_session
+from cli.runner import Target, json_option, require_login, resolve_target, run, \
+    server_option, store_session
 from cli.extras import at_option, in_option
 from cli.session import Session
 from rpcchat.client import UNAUTHORIZED, ChatClient, ResponseError, RpcCallError
 from rpcchat.transport.client import HttpClientError
 
 log = logging.getLogger(__name__)
-
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print JSON instead of human-readable text.")
 
 
 def read_password_from_stdin() -> str:

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from cli.output import ChatNames, date_time, format_message, format_scheduled, to_json
-from cli.runner import require_login, run, server_option
-from rpcchat.client import ChatClient
-
-T = TypeVar("T")
+from cli.runner import call_server, json_option, require_login, server_option
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -69,52 +66,29 @@ def parse_when(text: str, now: float | None = None) -> float:
     raise ValueError(f"not a time: {text!r} (examples: 17:30, 2030-01-31 09:00, 1900000000)")
 
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print JSON instead of human-readable text.")
+class SecondsType(click.ParamType[float]):
+    """Seconds written as text that `parse` understands (numbers pass through as they are)."""
 
-
-class DurationType(click.ParamType[float]):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class WhenType(click.ParamType[float]):
-    name = "time"
+    def __init__(self, name: str, parse: Callable[[str], float]) -> None:
+        self.name = name
+        self.parse = parse
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> float:
         if isinstance(value, (int, float)):
             return float(value)
         try:
-            return parse_when(str(value))
+            return self.parse(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
 at_option = click.option(
-    "--at", "at", type=WhenType(), metavar="TIME",
+    "--at", "at", type=SecondsType("time", parse_when), metavar="TIME",
     help="Deliver at TIME: 17:30 (next time it is 17:30), 2030-01-31 09:00, or Unix seconds.")
 in_option = click.option(
-    "--in", "in_", type=DurationType(), metavar="DURATION",
+    "--in", "in_", type=SecondsType("duration", parse_duration), metavar="DURATION",
     help="Deliver after DURATION: 90, 45s, 5m, 1h30m, 2d.")
-
-
-def call_server(server: str | None, action: Callable[[ChatClient], Awaitable[T]]) -> T:
-    target = require_login(server)
-
-    async def body() -> T:
-        async with target.client() as client:
-            return await action(client)
-
-    return run(body())
 
 
 def current_user(server: str | None) -> str | None:

@@ -24,9 +24,8 @@ from typing import Any, BinaryIO
 
 import click
 
-from cli.commands import json_option
 from cli.output import ChatNames, format_message, to_json
-from cli.runner import Target, require_login, run, server_option
+from cli.runner import Target, json_option, require_login, run, server_option
 from cli.session import config_path, make_private_dirs, write_private_file
 from rpcchat.client import CONFLICT, NOT_FOUND, ChatClient, ResponseError, RpcCallError, \
     decode_file_data

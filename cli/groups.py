@@ -3,28 +3,15 @@ list, approve and decline join requests, leave."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import click
 
-from cli.commands import json_option
 from cli.output import date_time, to_json
-from cli.runner import Target, require_login, run, server_option
-from rpcchat.client import ChatClient
+from cli.runner import call_server, json_option, server_option
 
-T = TypeVar("T")
-
-
-def call_server(server: str | None, action: Callable[[ChatClient], Awaitable[T]]) -> T:
-    """Run one client call against the logged-in server; errors become one-line messages."""
-    target: Target = require_login(server)
-
-    async def body() -> T:
-        async with target.client() as client:
-            return await action(client)
-
-    return run(body())
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def describe_chat(chat: Mapping[str, Any]) -> str:
@@ -42,43 +29,46 @@ def group() -> None:
     """Group chats: create, invite, share a join link, approve requests, leave."""
 
 
-@group.command("create")
-@click.argument("name")
-@click.option("--member", "-m", "members", multiple=True, metavar="USER",
-              help="Add USER at once (repeat for more).")
-@json_option
-@server_option
+def group_command(name: str, *arguments: str, options: tuple[Decorator, ...] = ()
+                  ) -> Callable[[Callable[..., None]], click.Command]:
+    """`rpcchat group NAME ARGUMENTS...` with `options`, then --json and --server."""
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        # click lists parameters in the reverse of the order they were attached.
+        innermost_first: tuple[Decorator, ...] = (server_option, json_option, *reversed(options))
+        for decorator in innermost_first:
+            function = decorator(function)
+        for argument in reversed(arguments):
+            function = click.argument(argument)(function)
+        return group.command(name)(function)
+    return decorate
+
+
+member_option = click.option("--member", "-m", "members", multiple=True, metavar="USER",
+                             help="Add USER at once (repeat for more).")
+
+
+@group_command("create", "name", options=(member_option,))
 def create(name: str, members: tuple[str, ...], as_json: bool, server: str | None) -> None:
     """Create a group chat called NAME; you own it."""
     result = call_server(server, lambda client: client.chat_create(name, list(members) or None))
     show(result, as_json, f"Created {describe_chat(result['chat'])}")
 
 
-@group.command("invite")
-@click.argument("chat")
-@click.argument("user")
-@json_option
-@server_option
+@group_command("invite", "chat", "user")
 def invite(chat: str, user: str, as_json: bool, server: str | None) -> None:
     """Add USER to the group chat CHAT (owner only)."""
     result = call_server(server, lambda client: client.chat_invite(chat, user))
     show(result, as_json, f"Added {user}: {describe_chat(result['chat'])}")
 
 
-@group.command("link")
-@click.argument("chat")
-@json_option
-@server_option
+@group_command("link", "chat")
 def link(chat: str, as_json: bool, server: str | None) -> None:
     """Print the join link of CHAT (owner only); whoever has it can ask to join."""
     result = call_server(server, lambda client: client.chat_link(chat))
     show(result, as_json, str(result["link"]))
 
 
-@group.command("join")
-@click.argument("link")
-@json_option
-@server_option
+@group_command("join", "link")
 def join(link: str, as_json: bool, server: str | None) -> None:
     """Ask to join the chat of LINK (the link or its token); the owner decides."""
     result = call_server(server, lambda client: client.chat_join(link))
@@ -91,10 +81,7 @@ def join(link: str, as_json: bool, server: str | None) -> None:
     show(result, as_json, text)
 
 
-@group.command("requests")
-@click.argument("chat")
-@json_option
-@server_option
+@group_command("requests", "chat")
 def requests(chat: str, as_json: bool, server: str | None) -> None:
     """List pending join requests of CHAT, oldest first (owner only)."""
     result = call_server(server, lambda client: client.chat_requests(chat))
@@ -103,32 +90,21 @@ def requests(chat: str, as_json: bool, server: str | None) -> None:
     show(result, as_json, "\n".join(lines) or "(no pending requests)")
 
 
-@group.command("approve")
-@click.argument("chat")
-@click.argument("user")
-@json_option
-@server_option
+@group_command("approve", "chat", "user")
 def approve(chat: str, user: str, as_json: bool, server: str | None) -> None:
     """Let USER, who asked to join, into CHAT (owner only)."""
     result = call_server(server, lambda client: client.chat_approve(chat, user))
     show(result, as_json, f"Approved {user}: {describe_chat(result['chat'])}")
 
 
-@group.command("decline")
-@click.argument("chat")
-@click.argument("user")
-@json_option
-@server_option
+@group_command("decline", "chat", "user")
 def decline(chat: str, user: str, as_json: bool, server: str | None) -> None:
     """Turn down USER's request to join CHAT (owner only)."""
     result = call_server(server, lambda client: client.chat_decline(chat, user))
     show(result, as_json, f"Declined {user}'s request to join {chat}")
 
 
-@group.command("leave")
-@click.argument("chat")
-@json_option
-@server_option
+@group_command("leave", "chat")
 def leave(chat: str, as_json: bool, server: str | None) -> None:
     """Leave the group chat CHAT (an owner hands it to the oldest member)."""
     result = call_server(server, lambda client: client.chat_leave(chat))

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +34,10 @@ def server_option(command: F) -> F:
         "--server", envvar=SERVER_ENV, default=None, metavar="URL", show_envvar=True,
         help=f"Server URL [default: the one logged in to, else {DEFAULT_SERVER}]",
     )(command)
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON instead of human-readable text.")
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,17 @@ def require_login(server: str | None) -> Target:
         raise click.ClickException(f"not logged in to {target.server}; run 'rpcchat login NAME'"
                                    + ("" if server is None else f" --server {target.server}"))
     return target
+
+
+def call_server(server: str | None, action: Callable[[ChatClient], Awaitable[T]]) -> T:
+    """Run one client call against the logged-in server; errors become one-line messages."""
+    target = require_login(server)
+
+    async def body() -> T:
+        async with target.client() as client:
+            return await action(client)
+
+    return run(body())
 
 
 def describe_rpc_error(exc: RpcCallError) -> str:

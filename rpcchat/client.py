@@ -20,9 +20,15 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
+from rpcchat import wire_types as wire
 from rpcchat.transport.client import HttpClient, HttpClientError
+from rpcchat.wire_types import (  # noqa: F401 - re-exported: they type the results
+    Chat as Chat, ChatSummary as ChatSummary, Event as Event, File as File,
+    JoinRequest as JoinRequest, Me as Me, Message as Message, Rate as Rate,
+    Scheduled as Scheduled, ServerInfo as ServerInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,179 +74,79 @@ class ResponseError(Exception):
 
 # --- result shapes (the contract's objects; servers may add fields) -------------------------
 
-class File(TypedDict):
-    id: str
-    name: str
-    size: int
-    content_type: str
-    sha256: str
+class _ServerTime(TypedDict):
+    server_time: float  # the server stamps every result object with its clock
 
 
-Message = TypedDict("Message", {
-    "id": int, "chat": str, "from": str, "text": str, "ts": float, "parent": int | None,
-    "file": File | None, "client_msg_id": str | None, "expires_at": float | None,
-})
+class ConnectResult(wire.ConnectResult, _ServerTime):
+    pass
 
 
-class Chat(TypedDict):
-    id: str
-    kind: Literal["general", "direct", "group"]
-    name: str
-    owner: str | None
-    members: list[str]
-    unread: int
+class OkResult(wire.OkResult, _ServerTime):
+    pass
 
 
-class Scheduled(TypedDict):
-    id: str
-    chat: str
-    text: str
-    deliver_at: float
-    status: Literal["pending", "sent", "cancelled"]
-    message_id: int | None
+class StatusResult(wire.StatusResult, _ServerTime):
+    pass
 
 
-class Event(TypedDict):
-    seq: int
-    type: str
-    ts: float
-    data: dict[str, Any]
-
-
-class ConnectResult(TypedDict):
-    token: str
-    user: str
-    cursor: int
-    history: list[Message]
-    unread: int
-    server_time: float
-
-
-class OkResult(TypedDict):
-    ok: bool
-    server_time: float
-
-
-class ServerInfo(TypedDict):
-    version: str
-    uptime: float
-    users: int
-    online: int
-
-
-class RateInfo(TypedDict):
-    limit: int
-    remaining: int
-    resets_at: float
-
-
-class Me(TypedDict):
-    name: str
-    chats: list[Chat]
-    warnings: int
-    banned_until: float | None
-    rate: RateInfo
-    cursor: int
-
-
-class StatusResult(TypedDict):
-    server: ServerInfo
-    me: NotRequired[Me]
-    server_time: float
-
-
-class SendResult(TypedDict):
+class SendResult(_ServerTime):
     message: NotRequired[Message]
     scheduled: NotRequired[Scheduled]
-    server_time: float
 
 
-class MessageResult(TypedDict):
-    message: Message
-    server_time: float
+class MessageResult(wire.MessageResult, _ServerTime):
+    pass
 
 
-class PollResult(TypedDict):
-    events: list[Event]
-    next: int
-    more: bool
-    unread: int
-    server_time: float
+class PollResult(wire.PollResult, _ServerTime):
+    pass
 
 
-class HistoryResult(TypedDict):
-    messages: list[Message]
-    more: bool
-    server_time: float
+class HistoryResult(wire.HistoryResult, _ServerTime):
+    pass
 
 
-class ScheduledListResult(TypedDict):
+class ScheduledListResult(_ServerTime):
     scheduled: list[Scheduled]
-    server_time: float
 
 
-class ScheduledResult(TypedDict):
+class ScheduledResult(_ServerTime):
     scheduled: Scheduled
-    server_time: float
 
 
-class ReportResult(TypedDict):
+class ReportResult(_ServerTime):
     user: str
     warnings: int
     banned_until: float | None
-    server_time: float
 
 
-class FileBeginResult(TypedDict):
-    upload_id: str
-    chunk_size: int
-    offset: int
-    server_time: float
+class FileBeginResult(wire.BeginResult, _ServerTime):
+    pass
 
 
-class FilePutResult(TypedDict):
-    offset: int
-    server_time: float
+class FilePutResult(wire.PutResult, _ServerTime):
+    pass
 
 
-class FileChunk(TypedDict):
-    data: str  # base64, as on the wire; `decode_file_data` turns it into bytes
-    offset: int
-    size: int
-    eof: bool
-    server_time: float
+class FileChunk(wire.GetResult, _ServerTime):
+    """`data` is base64, as on the wire; `decode_file_data` turns it into bytes."""
 
 
-class ChatResult(TypedDict):
-    chat: Chat
-    server_time: float
+class ChatResult(wire.ChatResult, _ServerTime):
+    pass
 
 
-class LinkResult(TypedDict):
-    link: str
-    token: str
-    server_time: float
+class LinkResult(wire.LinkResult, _ServerTime):
+    pass
 
 
-class JoinedChat(TypedDict):
-    id: str
-    name: str
+class JoinResult(wire.JoinResult, _ServerTime):
+    pass
 
 
-class JoinResult(TypedDict):
-    status: Literal["pending", "member"]
-    chat: JoinedChat
-    server_time: float
-
-
-class JoinRequest(TypedDict):
-    user: str
-    ts: float
-
-
-class RequestsResult(TypedDict):
-    requests: list[JoinRequest]
-    server_time: float
+class RequestsResult(wire.RequestsResult, _ServerTime):
+    pass
 
 
 def decode_file_data(chunk: FileChunk) -> bytes:

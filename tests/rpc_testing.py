@@ -22,6 +22,16 @@ TEST_HTTP_LIMITS = HttpLimits(keepalive_timeout=5.0, shutdown_grace=0.5)
 
 _DEFAULT = object()
 
+# The contract's error codes (API.md), written out here rather than taken from the code
+# under test.
+INVALID_PARAMS = -32602
+FORBIDDEN = -32002
+NOT_FOUND = -32003
+CONFLICT = -32004
+RATE_LIMITED = -32005
+BANNED = -32006
+TOO_LARGE = -32007
+
 
 class RpcFailure(Exception):
     """The server answered a call with a JSON-RPC error object."""
@@ -106,3 +116,19 @@ ClientFactory = Callable[..., Awaitable[RpcClient]]
 
 def server_url(server: ChatServer) -> str:
     return f"http://127.0.0.1:{server.port}"
+
+
+async def events_since(client: RpcClient, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Every event the user sees after `since`, without waiting; and the next position."""
+    found: list[dict[str, Any]] = []
+    while True:
+        reply = await client.call("poll", since=since, timeout=0, limit=500)
+        found += reply["events"]
+        since = reply["next"]
+        if not reply["more"]:
+            return found, since
+
+
+async def error_of(client: RpcClient, method: str, **params: Any) -> dict[str, Any]:
+    """The error object of a call that must fail."""
+    return await client.error(method, params)

@@ -6,7 +6,6 @@ functions take the connection of that thread.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from rpcchat.domain.group_file_records import (
@@ -25,7 +24,7 @@ from rpcchat.domain.group_file_records import (
     UploadProgress,
     UploadRow,
 )
-from rpcchat.domain.wire import message_wire
+from rpcchat.domain.message_sql import FILE_JSON_COLUMN, MESSAGE_SELECT, message_from_row
 
 GROUP_FILE_MIGRATION: list[str] = [
     """CREATE TABLE chat_links (
@@ -114,12 +113,8 @@ def load_group_file_state(conn: sqlite3.Connection, *, now: float) -> GroupFileS
 
 def find_file_message(conn: sqlite3.Connection, *, file_id: str) -> FileMessage | None:
     """The Message carrying file `file_id` (expired or not), or None."""
-    row = conn.execute(
-        "SELECT m.id, m.chat_id, u.name, m.text, m.ts, m.parent_id, m.file_json,"
-        " m.client_msg_id, m.expires_at FROM messages m JOIN users u ON u.id = m.sender_id"
-        " WHERE m.file_id = ? ORDER BY m.id LIMIT 1", (file_id,)).fetchone()
-    if row is None or row[6] is None:
+    row = conn.execute(f"{MESSAGE_SELECT} WHERE m.file_id = ? ORDER BY m.id LIMIT 1",
+                       (file_id,)).fetchone()
+    if row is None or row[FILE_JSON_COLUMN] is None:
         return None
-    return message_wire(
-        message_id=row[0], chat_id=row[1], sender=row[2], text=row[3], ts=row[4],
-        parent_id=row[5], file=json.loads(row[6]), client_msg_id=row[7], expires_at=row[8])
+    return message_from_row(row)

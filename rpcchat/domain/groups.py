@@ -186,9 +186,7 @@ class GroupChats:
     async def invite(self, actor: Actor, chat: object, user: object) -> Wire:
         """The owner adds `user` at once. Result: {chat}."""
         core = self._core
-        core.ensure_running()
-        me = core.actor(actor)
-        group = self._owned_chat(me, chat)
+        me, group = self._owner_and_chat(actor, chat)
         other = self._user_named(user, "user")
         if other.is_member(group.chat_id):
             raise Conflict(f"{other.name} is already a member of {group.chat_id}")
@@ -200,9 +198,7 @@ class GroupChats:
 
     async def link(self, actor: Actor, chat: object) -> Wire:
         """The chat's join link (owner only). Result: {link, token}."""
-        self._core.ensure_running()
-        me = self._core.actor(actor)
-        group = self._owned_chat(me, chat)
+        me, group = self._owner_and_chat(actor, chat)
         token = self._link_of_chat.get(group.chat_id)
         if token is None:
             token = await self._new_link(group)
@@ -248,9 +244,7 @@ class GroupChats:
 
     async def requests(self, actor: Actor, chat: object) -> Wire:
         """Pending join requests, oldest first (owner only). Result: {requests}."""
-        self._core.ensure_running()
-        me = self._core.actor(actor)
-        group = self._owned_chat(me, chat)
+        me, group = self._owner_and_chat(actor, chat)
         users = self._core.users_by_id
         pending = self._requests.get(group.chat_id, {})
         return self._result(requests=[{"user": users[user_id].name, "ts": ts}
@@ -259,9 +253,7 @@ class GroupChats:
     async def approve(self, actor: Actor, chat: object, user: object) -> Wire:
         """The owner lets a requester in. Result: {chat}."""
         core = self._core
-        core.ensure_running()
-        me = core.actor(actor)
-        group = self._owned_chat(me, chat)
+        me, group = self._owner_and_chat(actor, chat)
         other = self._requester(group, user)
         await self._add_member(group, other, me, "approving a join request")
         logger.info("join approved: chat=%s user=%s", group.chat_id, other.name)
@@ -270,9 +262,7 @@ class GroupChats:
     async def decline(self, actor: Actor, chat: object, user: object) -> Wire:
         """The owner turns a requester away; it may ask again. Result: {ok}."""
         core = self._core
-        core.ensure_running()
-        me = core.actor(actor)
-        group = self._owned_chat(me, chat)
+        me, group = self._owner_and_chat(actor, chat)
         other = self._requester(group, user)
         undo = _Undo()
         changes, events = self._decline_requests(group, [other], core.clock.time(), undo)
@@ -415,11 +405,14 @@ class GroupChats:
             if chat_id not in self._core.chats:
                 return chat_id
 
-    def _owned_chat(self, me: UserState, chat: object) -> ChatState:
+    def _owner_and_chat(self, actor: Actor, chat: object) -> tuple[UserState, ChatState]:
+        """The caller and its group chat `chat`, for what only the chat's owner may do."""
+        self._core.ensure_running()
+        me = self._core.actor(actor)
         group = self._core.member_chat(me, validation.chat_id(chat))
         if group.owner_id != me.user_id:
             raise Forbidden(f"only the owner of {group.chat_id} may do this")
-        return group
+        return me, group
 
     def _user_named(self, value: object, field_name: str) -> UserState:
         name = validation.user_name(value, field_name)

@@ -57,7 +57,7 @@ from rpcchat.domain.group_file_sql import GROUP_FILE_MIGRATION, apply_group_file
     find_file_message, load_group_file_state
 from rpcchat.domain.feature_records import FEATURE_CHANGE_TYPES
 from rpcchat.domain.feature_store import SCHEMA_STEP_2, apply_feature_change
-from rpcchat.domain.wire import message_wire
+from rpcchat.domain.message_sql import MESSAGE_SELECT, message_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -603,24 +603,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 _EVENT_COLUMNS = "seq, type, ts, chat_id, target_id, actor_id, data, expires_at"
-_MESSAGE_SELECT = (
-    "SELECT m.id, m.chat_id, u.name, m.text, m.ts, m.parent_id, m.file_json,"
-    " m.client_msg_id, m.expires_at FROM messages m JOIN users u ON u.id = m.sender_id"
-)
 
 
 def _event_from_row(row: sqlite3.Row | tuple[Any, ...]) -> EventRecord:
     return EventRecord(
         seq=row[0], type=row[1], ts=row[2], chat_id=row[3], target_id=row[4],
         actor_id=row[5], data=json.loads(row[6]), expires_at=row[7],
-    )
-
-
-def _message_from_row(row: tuple[Any, ...]) -> Wire:
-    return message_wire(
-        message_id=row[0], chat_id=row[1], sender=row[2], text=row[3], ts=row[4],
-        parent_id=row[5], file=None if row[6] is None else json.loads(row[6]),
-        client_msg_id=row[7], expires_at=row[8],
     )
 
 
@@ -667,11 +655,11 @@ def _message_history(
     if limit <= 0:
         return [], False
     rows = conn.execute(
-        f"{_MESSAGE_SELECT} WHERE m.chat_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+        f"{MESSAGE_SELECT} WHERE m.chat_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
         (chat_id, _MAX_ID if before is None else before, limit + 1),
     ).fetchall()
     more = len(rows) > limit
-    messages = [_message_from_row(row) for row in rows[:limit]]
+    messages = [message_from_row(row) for row in rows[:limit]]
     messages.reverse()
     return messages, more
 
@@ -680,11 +668,11 @@ def _find_client_message(
     conn: sqlite3.Connection, *, user_id: int, client_msg_id: str
 ) -> Wire | None:
     row = conn.execute(
-        f"{_MESSAGE_SELECT} JOIN client_msg_ids c ON c.message_id = m.id"
+        f"{MESSAGE_SELECT} JOIN client_msg_ids c ON c.message_id = m.id"
         " WHERE c.user_id = ? AND c.client_msg_id = ?",
         (user_id, client_msg_id),
     ).fetchone()
-    return None if row is None else _message_from_row(row)
+    return None if row is None else message_from_row(row)
 
 
 def _visible_events(

@@ -9,7 +9,7 @@ from rpcchat.domain.service import ChatService
 from rpcchat.errors import InvalidParams, Unauthorized
 from rpcchat.jsonrpc import Auth, CallContext, Doc, Length, Range, rpc_method
 from rpcchat.methods.auth import session_of
-from rpcchat.methods.wire import ConnectResult, OkResult, StatusResult
+from rpcchat.wire_types import ConnectResult, OkResult, StatusResult
 
 
 class AccountMethods:

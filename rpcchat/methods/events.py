@@ -8,7 +8,7 @@ from rpcchat.domain.service import ChatService
 from rpcchat.errors import CursorAhead
 from rpcchat.jsonrpc import CallContext, Doc, Range, rpc_method
 from rpcchat.methods.auth import session_of
-from rpcchat.methods.wire import PollResult
+from rpcchat.wire_types import PollResult
 
 
 class EventMethods:

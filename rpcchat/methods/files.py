@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict, cast
+from typing import Annotated, cast
 
 from rpcchat.config import ServerConfig
 from rpcchat.domain.service import ChatService
 from rpcchat.errors import Banned, Conflict, Forbidden, NotFound, RateLimited, TooLarge
 from rpcchat.jsonrpc import CallContext, Doc, Length, Pattern, Range, rpc_method
 from rpcchat.methods.auth import session_of
-from rpcchat.methods.wire import File, MessageResult
+from rpcchat.wire_types import BeginResult, GetResult, MessageResult, PutResult
 
 UploadId = Annotated[str, Length(1, 64), Doc("The id file.begin returned")]
-
-
-class BeginResult(TypedDict):
-    upload_id: str
-    chunk_size: int
-    offset: int
-
-
-class PutResult(TypedDict):
-    offset: int
-
-
-class GetResult(TypedDict):
-    data: str
-    offset: int
-    size: int
-    eof: bool
-    file: File
 
 
 class FileMethods:

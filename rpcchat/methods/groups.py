@@ -3,44 +3,16 @@ chat.decline, chat.leave."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict, cast
+from typing import Annotated, cast
 
 from rpcchat.domain.service import ChatService
 from rpcchat.errors import Conflict, Forbidden, NotFound
 from rpcchat.jsonrpc import CallContext, Doc, Length, rpc_method
 from rpcchat.methods.auth import session_of
-from rpcchat.methods.wire import Chat, OkResult
+from rpcchat.wire_types import ChatResult, JoinResult, LinkResult, OkResult, RequestsResult
 
 ChatId = Annotated[str, Length(1, 200), Doc("A group chat's id, as chat.create returned it")]
 UserName = Annotated[str, Length(1, 32), Doc("A user name")]
-
-
-class ChatResult(TypedDict):
-    chat: Chat
-
-
-class LinkResult(TypedDict):
-    link: str
-    token: str
-
-
-class ChatSummary(TypedDict):
-    id: str
-    name: str
-
-
-class JoinResult(TypedDict):
-    status: Literal["pending", "member"]
-    chat: ChatSummary
-
-
-class JoinRequest(TypedDict):
-    user: str
-    ts: float
-
-
-class RequestsResult(TypedDict):
-    requests: list[JoinRequest]
 
 
 class GroupMethods:

@@ -10,7 +10,7 @@ from rpcchat.errors import Banned, Forbidden, NotFound, RateLimited, TooLarge
 from rpcchat.jsonrpc import CallContext, Doc, Length, Range, rpc_method
 from rpcchat.methods.auth import session_of
 from rpcchat.methods.scheduled import Scheduled
-from rpcchat.methods.wire import HistoryResult, Message, MessageResult
+from rpcchat.wire_types import HistoryResult, Message, MessageResult
 
 ClientMsgId = Annotated[str, Length(1, 64),
                         Doc("Makes a retry return the first result instead of a second message")]

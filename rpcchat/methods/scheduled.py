@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict, cast
+from typing import Annotated, TypedDict, cast
 
+from rpcchat import wire_types
 from rpcchat.domain.service import ChatService
 from rpcchat.errors import Conflict, NotFound
 from rpcchat.jsonrpc import CallContext, Doc, Length, rpc_method
 from rpcchat.methods.auth import session_of
 
 
-class Scheduled(TypedDict):
-    id: str
-    chat: str
-    text: str
-    deliver_at: float
-    status: Literal["pending", "sent", "cancelled"]
-    message_id: int | None
+class Scheduled(wire_types.Scheduled):
     reason: Annotated[str | None, Doc(
         "Why the server cancelled it at delivery: banned, rate_limited, not_member, "
         "chat_gone; null otherwise")]

@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from cli_harness import Cli, ThreadServer, one_error_line
+from cli_harness import Cli, one_error_line
+from cli_testing import ThreadedServer
+from rpcchat.config import HttpLimits
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
-    try:
-        import rpcchat.app  # noqa: F401
-    except ImportError:
-        pytest.skip("depends on the rpcchat server (rpcchat.app is not importable yet)")
-    running = ThreadServer(tmp_path_factory.mktemp("server") / "data")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    # Production password hashing: these tests log in only a few times.
+    running = ThreadedServer(tmp_path_factory.mktemp("server") / "data",
+                             {"rate_limit": 0, "log_level": "warning",
+                              "http": HttpLimits(shutdown_grace=0.5)})
     running.start()
     yield running
     running.stop()

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from cli_harness import Cli, ThreadServer
+from cli_harness import Cli
+from cli_testing import ThreadedServer
 from rpcchat.client import UNAUTHORIZED, ChatClient, RpcCallError
 
 ErrorLine = Callable[[Result], str]
@@ -33,21 +34,21 @@ def unique(name: str) -> str:
     return f"{name}{next(_names)}"
 
 
-def login(cli: Cli, server: ThreadServer, name: str, **env: str) -> Result:
+def login(cli: Cli, server: ThreadedServer, name: str, **env: str) -> Result:
     result = cli("login", name, "--password-stdin", "--server", server.url,
                  input=PASSWORD + "\n", **env)
     assert result.exit_code == 0, result.output
     return result
 
 
-def other_user(cli: Cli, server: ThreadServer, tmp_path: Path, name: str) -> dict[str, str]:
+def other_user(cli: Cli, server: ThreadedServer, tmp_path: Path, name: str) -> dict[str, str]:
     """Logs `name` in with a session file of its own; returns the env selecting it."""
     env = {"RPCCHAT_CONFIG": str(tmp_path / f"{name}.json")}
     login(cli, server, name, **env)
     return env
 
 
-def test_login_stores_a_private_session(cli: Cli, server: ThreadServer) -> None:
+def test_login_stores_a_private_session(cli: Cli, server: ThreadedServer) -> None:
     alice = unique("alice")
     result = login(cli, server, alice)
     assert f"Logged in as {alice} on {server.url}" in result.stdout
@@ -58,7 +59,7 @@ def test_login_stores_a_private_session(cli: Cli, server: ThreadServer) -> None:
     assert stat.S_IMODE(cli.session_file.parent.stat().st_mode) == 0o700
 
 
-def test_login_with_prompted_password(cli: Cli, server: ThreadServer) -> None:
+def test_login_with_prompted_password(cli: Cli, server: ThreadedServer) -> None:
     alice = unique("alice")
     result = cli("login", alice, "--server", server.url, input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
@@ -66,7 +67,7 @@ def test_login_with_prompted_password(cli: Cli, server: ThreadServer) -> None:
     assert cli("status").exit_code == 0
 
 
-def test_relogin_revokes_the_previous_token(cli: Cli, server: ThreadServer) -> None:
+def test_relogin_revokes_the_previous_token(cli: Cli, server: ThreadedServer) -> None:
     alice = unique("alice")
     login(cli, server, alice)
     old_token = json.loads(cli.session_file.read_text())["token"]
@@ -75,7 +76,7 @@ def test_relogin_revokes_the_previous_token(cli: Cli, server: ThreadServer) -> N
     assert token_is_revoked(server, old_token)
 
 
-def test_wrong_password_is_one_line(cli: Cli, server: ThreadServer,
+def test_wrong_password_is_one_line(cli: Cli, server: ThreadedServer,
                                     error_line: ErrorLine) -> None:
     alice = unique("alice")
     login(cli, server, alice)
@@ -84,7 +85,7 @@ def test_wrong_password_is_one_line(cli: Cli, server: ThreadServer,
     assert error_line(result).startswith("Error: login failed")
 
 
-def test_send_history_status(cli: Cli, server: ThreadServer, tmp_path: Path) -> None:
+def test_send_history_status(cli: Cli, server: ThreadedServer, tmp_path: Path) -> None:
     alice, bob = unique("alice"), unique("bob")
     other_user(cli, server, tmp_path, bob)
     login(cli, server, alice)
@@ -114,7 +115,7 @@ def test_send_history_status(cli: Cli, server: ThreadServer, tmp_path: Path) -> 
     assert json.loads(cli("status", "--json").stdout)["me"]["name"] == alice
 
 
-def test_send_later(cli: Cli, server: ThreadServer) -> None:
+def test_send_later(cli: Cli, server: ThreadedServer) -> None:
     login(cli, server, unique("alice"))
     result = cli("send", "see you tomorrow", "--delay", "3600")
     assert result.exit_code == 0, result.output
@@ -122,7 +123,7 @@ def test_send_later(cli: Cli, server: ThreadServer) -> None:
     assert "see you tomorrow" in result.stdout
 
 
-def test_history_shows_comments_under_their_parent(cli: Cli, server: ThreadServer) -> None:
+def test_history_shows_comments_under_their_parent(cli: Cli, server: ThreadedServer) -> None:
     alice = unique("alice")
     login(cli, server, alice)
     parent = json.loads(cli("send", "parent text", "--json").stdout)["message"]["id"]
@@ -134,7 +135,7 @@ def test_history_shows_comments_under_their_parent(cli: Cli, server: ThreadServe
     assert "↳" in lines[at + 1] and "a comment" in lines[at + 1]
 
 
-def test_call_prints_json_and_reports_errors(cli: Cli, server: ThreadServer,
+def test_call_prints_json_and_reports_errors(cli: Cli, server: ThreadedServer,
                                              error_line: ErrorLine) -> None:
     alice = unique("alice")
     login(cli, server, alice)
@@ -151,7 +152,7 @@ def test_call_prints_json_and_reports_errors(cli: Cli, server: ThreadServer,
     assert "text" in error_line(bad)
 
 
-def test_logout_revokes_and_forgets(cli: Cli, server: ThreadServer,
+def test_logout_revokes_and_forgets(cli: Cli, server: ThreadedServer,
                                     error_line: ErrorLine) -> None:
     alice = unique("alice")
     login(cli, server, alice)
@@ -165,7 +166,7 @@ def test_logout_revokes_and_forgets(cli: Cli, server: ThreadServer,
     assert "not logged in" in error_line(after)
 
 
-def test_revoked_session_is_one_line(cli: Cli, server: ThreadServer,
+def test_revoked_session_is_one_line(cli: Cli, server: ThreadedServer,
                                      error_line: ErrorLine) -> None:
     alice = unique("alice")
     login(cli, server, alice)
@@ -176,7 +177,7 @@ def test_revoked_session_is_one_line(cli: Cli, server: ThreadServer,
     assert "rpcchat login" in error_line(result)
 
 
-def test_other_server_needs_its_own_login(cli: Cli, server: ThreadServer,
+def test_other_server_needs_its_own_login(cli: Cli, server: ThreadedServer,
                                           error_line: ErrorLine) -> None:
     login(cli, server, unique("alice"))
     result = cli("send", "hi", "--server", "http://127.0.0.1:1")
@@ -184,7 +185,7 @@ def test_other_server_needs_its_own_login(cli: Cli, server: ThreadServer,
     assert "not logged in to http://127.0.0.1:1" in error_line(result)
 
 
-def test_chat_sends_lines_and_commands(cli: Cli, server: ThreadServer, tmp_path: Path) -> None:
+def test_chat_sends_lines_and_commands(cli: Cli, server: ThreadedServer, tmp_path: Path) -> None:
     alice, bob = unique("alice"), unique("bob")
     other_user(cli, server, tmp_path, bob)
     login(cli, server, alice)
@@ -255,7 +256,7 @@ def processes() -> Iterator[Callable[[list[str], dict[str, str]], Process]]:
         process.kill()
 
 
-def test_listen_json_receives_a_message(cli: Cli, server: ThreadServer, tmp_path: Path,
+def test_listen_json_receives_a_message(cli: Cli, server: ThreadedServer, tmp_path: Path,
                                         processes: Callable[..., Process]) -> None:
     alice, bob = unique("alice"), unique("bob")
     bob_env = other_user(cli, server, tmp_path, bob)
@@ -270,7 +271,7 @@ def test_listen_json_receives_a_message(cli: Cli, server: ThreadServer, tmp_path
 
 
 def test_listen_human_and_chat_show_incoming_messages(
-        cli: Cli, server: ThreadServer, tmp_path: Path,
+        cli: Cli, server: ThreadedServer, tmp_path: Path,
         processes: Callable[..., Process]) -> None:
     alice, bob, carol = unique("alice"), unique("bob"), unique("carol")
     bob_env = other_user(cli, server, tmp_path, bob)
@@ -300,12 +301,12 @@ def history(cli: Cli, chat: str) -> list[dict[str, object]]:
     return messages
 
 
-async def revoke(server: ThreadServer, token: str) -> None:
+async def revoke(server: ThreadedServer, token: str) -> None:
     async with ChatClient(server.url, token) as client:
         await client.disconnect()
 
 
-def token_is_revoked(server: ThreadServer, token: str) -> bool:
+def token_is_revoked(server: ThreadedServer, token: str) -> bool:
     async def check() -> bool:
         async with ChatClient(server.url, token) as client:
             try:

@@ -8,20 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rpc_testing import CHEAP_HASHER, ClientFactory, RpcClient, ServerFactory
+from rpc_testing import CHEAP_HASHER, ClientFactory, RpcClient, ServerFactory, events_since
 from rpcchat.app import ChatServer
 from rpcchat.clock import Clock, ManualClock
 from rpcchat.domain.sqlite_store import DB_FILENAME
 
 PASSWORD = "secret"
-
-INVALID_PARAMS = -32602
-FORBIDDEN = -32002
-NOT_FOUND = -32003
-CONFLICT = -32004
-RATE_LIMITED = -32005
-BANNED = -32006
-TOO_LARGE = -32007
 
 
 @dataclass
@@ -84,13 +76,8 @@ class FeatureChat:
 
 async def events(client: RpcClient, since: int = 0) -> list[dict[str, Any]]:
     """Every event the client's user sees after `since`, without waiting."""
-    found: list[dict[str, Any]] = []
-    while True:
-        result = await client.call("poll", since=since, timeout=0, limit=500)
-        found += result["events"]
-        since = result["next"]
-        if not result["more"]:
-            return found
+    found, _ = await events_since(client, since)
+    return found
 
 
 def of_type(found: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -104,8 +91,3 @@ def texts(found: list[dict[str, Any]]) -> list[str]:
 async def history_texts(client: RpcClient, chat: str = "general") -> list[str]:
     result = await client.call("history", chat=chat, limit=200)
     return [message["text"] for message in result["messages"]]
-
-
-async def failure(client: RpcClient, method: str, **params: Any) -> dict[str, Any]:
-    """The error object of a call that must fail."""
-    return await client.error(method, params)

@@ -2,97 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from cli.extras import parse_duration, parse_when
-from cli.main import main
+from cli_testing import CliUser, ThreadedServer
 from rpc_testing import CHEAP_HASHER, TEST_HTTP_LIMITS
-from rpcchat.app import ChatServer
-from rpcchat.config import ServerConfig
-
-
-class ServerThread:
-    """The real server on its own loop (the CLI runs its own event loops)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),),
-                                        daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        assert self._ready.wait(10), "the server did not start"
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    async def _serve(self) -> None:
-        config = ServerConfig(port=0, data_dir=self.data_dir, rate_limit=5,
-                              http=TEST_HTTP_LIMITS)
-        server = ChatServer(config, password_hasher=CHEAP_HASHER)
-        await server.start()
-        self.port = server.port
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await server.close()
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with ServerThread(tmp_path_factory.mktemp("cli") / "data") as server:
-        yield f"http://127.0.0.1:{server.port}"
-
-
-class Cli:
-    def __init__(self, config_dir: Path, server_url: str) -> None:
-        self.env = {"RPCCHAT_CONFIG": str(config_dir / "session.json"),
-                    "RPCCHAT_SERVER": server_url}
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, input: str | None = None) -> Result:
-        return self.runner.invoke(main, list(args), input=input, env=self.env,
-                                  catch_exceptions=False)
-
-    def login(self, name: str) -> None:
-        result = self("login", name, "--password-stdin", input="secret\n")
-        assert result.exit_code == 0, result.output
+    with ThreadedServer(tmp_path_factory.mktemp("cli") / "data",
+                        {"rate_limit": 5, "http": TEST_HTTP_LIMITS}, CHEAP_HASHER) as server:
+        yield server.url
 
 
 @pytest.fixture
-def alice(tmp_path: Path, server_url: str) -> Cli:
-    cli = Cli(tmp_path / "alice", server_url)
-    cli.login("alice")
+def alice(tmp_path: Path, server_url: str) -> CliUser:
+    cli = CliUser("alice", tmp_path / "alice", server_url)
+    cli.login()
     return cli
 
 
 @pytest.fixture
-def bob(tmp_path: Path, server_url: str) -> Cli:
-    cli = Cli(tmp_path / "bob", server_url)
-    cli.login("bob")
+def bob(tmp_path: Path, server_url: str) -> CliUser:
+    cli = CliUser("bob", tmp_path / "bob", server_url)
+    cli.login()
     return cli
 
 
-def test_comment_prints_the_comment(alice: Cli) -> None:
+def test_comment_prints_the_comment(alice: CliUser) -> None:
     sent = alice("send", "a question", "--json")
     parent = json.loads(sent.stdout)["message"]["id"]
     result = alice("comment", str(parent), "an answer")
@@ -104,7 +48,7 @@ def test_comment_prints_the_comment(alice: Cli) -> None:
     assert missing.exit_code == 1 and "no such message" in missing.stderr
 
 
-def test_send_in_then_list_and_cancel(alice: Cli) -> None:
+def test_send_in_then_list_and_cancel(alice: CliUser) -> None:
     result = alice("send", "see you", "--in", "1h30m", "--json")
     assert result.exit_code == 0, result.output
     scheduled = json.loads(result.stdout)["scheduled"]
@@ -118,7 +62,7 @@ def test_send_in_then_list_and_cancel(alice: Cli) -> None:
     assert "(no scheduled messages)" in alice("scheduled", "list").stdout
 
 
-def test_send_at_future_and_past(alice: Cli) -> None:
+def test_send_at_future_and_past(alice: CliUser) -> None:
     tomorrow = datetime.fromtimestamp(time.time() + 86400).strftime("%Y-%m-%d %H:%M")
     future = alice("send", "tomorrow", "--at", tomorrow)
     assert future.exit_code == 0, future.output
@@ -133,7 +77,7 @@ def test_send_at_future_and_past(alice: Cli) -> None:
     assert bad.exit_code == 2 and "not a duration" in bad.output
 
 
-def test_report_and_status(alice: Cli, bob: Cli) -> None:
+def test_report_and_status(alice: CliUser, bob: CliUser) -> None:
     result = alice("report", "bob", "--reason", "spam")
     assert result.exit_code == 0, result.output
     assert "Reported bob: 1 warning(s)" in result.stdout

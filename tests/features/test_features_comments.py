@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from features_helpers import (
-    FORBIDDEN,
-    INVALID_PARAMS,
-    NOT_FOUND,
-    TOO_LARGE,
-    FeatureChat,
-    events,
-    failure,
-    of_type,
-)
+from features_helpers import FeatureChat, events, of_type
+from rpc_testing import FORBIDDEN, INVALID_PARAMS, NOT_FOUND, TOO_LARGE, error_of
 
 
 async def test_a_comment_is_a_message_in_the_parents_chat(chat: FeatureChat) -> None:
@@ -32,7 +24,7 @@ async def test_comments_in_a_direct_chat_and_members_only(chat: FeatureChat) -> 
     direct = (await alice.call("send", text="psst", to="bob"))["message"]
     comment = (await bob.call("comment", message_id=direct["id"], text="ok"))["message"]
     assert comment["chat"] == direct["chat"] == "dm:alice:bob"
-    error = await failure(carol, "comment", message_id=direct["id"], text="me too")
+    error = await error_of(carol, "comment", message_id=direct["id"], text="me too")
     assert error["code"] == FORBIDDEN
     assert [m["text"] for m in of_type(await events(carol), "message")] == []
 
@@ -40,7 +32,7 @@ async def test_comments_in_a_direct_chat_and_members_only(chat: FeatureChat) -> 
 async def test_unknown_message_is_not_found(chat: FeatureChat) -> None:
     await chat.start()
     alice, = await chat.users("alice")
-    error = await failure(alice, "comment", message_id=999, text="hello?")
+    error = await error_of(alice, "comment", message_id=999, text="hello?")
     assert error["code"] == NOT_FOUND
 
 
@@ -97,5 +89,5 @@ async def test_bad_comment_params(chat: FeatureChat) -> None:
         error = await alice.error("comment", params)
         assert error["code"] == INVALID_PARAMS, params
         assert error["data"]["field"] == field, params
-    error = await failure(alice, "comment", message_id=parent["id"], text="x" * 11)
+    error = await error_of(alice, "comment", message_id=parent["id"], text="x" * 11)
     assert error["code"] == TOO_LARGE and error["data"] == {"limit": 10}

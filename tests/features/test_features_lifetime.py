@@ -8,16 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from features_helpers import (
-    NOT_FOUND,
-    FeatureChat,
-    events,
-    failure,
-    history_texts,
-    of_type,
-    texts,
-)
-from rpc_testing import CHEAP_HASHER
+from features_helpers import FeatureChat, events, history_texts, of_type, texts
+from rpc_testing import CHEAP_HASHER, NOT_FOUND, error_of
 from rpcchat.clock import ManualClock, SystemClock
 from rpcchat.config import ServerConfig
 from rpcchat.domain import ChatService, SqliteStore
@@ -124,10 +116,10 @@ async def test_expired_message_cannot_be_commented(chat: FeatureChat) -> None:
     alice, = await chat.users("alice")
     parent = (await alice.call("send", text="parent"))["message"]
     chat.clock.advance(10)  # expired, not yet deleted
-    error = await failure(alice, "comment", message_id=parent["id"], text="late")
+    error = await error_of(alice, "comment", message_id=parent["id"], text="late")
     assert error["code"] == NOT_FOUND
     await chat.run_due()  # deleted
-    error = await failure(alice, "comment", message_id=parent["id"], text="late")
+    error = await error_of(alice, "comment", message_id=parent["id"], text="late")
     assert error["code"] == NOT_FOUND
 
 
@@ -222,7 +214,7 @@ async def test_scheduled_rows_go_with_their_lifetime(chat: FeatureChat) -> None:
     await chat.run_due()
     assert chat.rows("SELECT id FROM scheduled") == []
     assert of_type(await events(alice), "scheduled.sent") == []
-    error = await failure(alice, "scheduled.cancel", id=sent["id"])
+    error = await error_of(alice, "scheduled.cancel", id=sent["id"])
     assert error["code"] == NOT_FOUND  # forgotten with its message
 
 
@@ -266,7 +258,7 @@ async def test_a_files_bytes_go_with_its_message(chat: FeatureChat) -> None:
     blob = server.service.files.blobs.path(file_id)
     assert blob.exists()
     chat.clock.advance(10)
-    assert (await failure(bob, "file.get", file_id=file_id))["code"] == NOT_FOUND
+    assert (await error_of(bob, "file.get", file_id=file_id))["code"] == NOT_FOUND
     await chat.run_due()
     assert not blob.exists()
-    assert (await failure(alice, "file.get", file_id=file_id))["code"] == NOT_FOUND
+    assert (await error_of(alice, "file.get", file_id=file_id))["code"] == NOT_FOUND

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from features_helpers import (
-    BANNED,
-    INVALID_PARAMS,
-    NOT_FOUND,
-    FeatureChat,
-    events,
-    failure,
-    of_type,
-)
+from features_helpers import FeatureChat, events, of_type
+from rpc_testing import BANNED, INVALID_PARAMS, NOT_FOUND, error_of
 
 START = 1_700_000_000.0
 
@@ -42,9 +35,9 @@ async def test_each_reporter_counts_once(chat: FeatureChat) -> None:
 async def test_bad_reports(chat: FeatureChat) -> None:
     await chat.start()
     alice, = await chat.users("alice")
-    error = await failure(alice, "report", user="alice")
+    error = await error_of(alice, "report", user="alice")
     assert error["code"] == INVALID_PARAMS and error["data"]["field"] == "user"
-    assert (await failure(alice, "report", user="nobody"))["code"] == NOT_FOUND
+    assert (await error_of(alice, "report", user="nobody"))["code"] == NOT_FOUND
     for params, field in (({}, "user"), ({"user": ""}, "user"), ({"user": 7}, "user"),
                           ({"user": "x", "reason": 5}, "reason"),
                           ({"user": "x", "reason": "r" * 1001}, "reason")):
@@ -72,7 +65,7 @@ async def test_the_threshold_bans_every_kind_of_message(chat: FeatureChat) -> No
     upload = await alice.call("file.begin", name="f.txt", size=len(data))
     await alice.call("file.put", upload_id=upload["upload_id"], offset=0,
                      data=base64.b64encode(data).decode())
-    error = await failure(alice, "file.finish", upload_id=upload["upload_id"])
+    error = await error_of(alice, "file.finish", upload_id=upload["upload_id"])
     assert error["code"] == BANNED and error["data"] == {"until": until}
     me = (await alice.call("status"))["me"]
     assert me["warnings"] == 0 and me["banned_until"] == until
@@ -110,7 +103,7 @@ async def test_warnings_and_bans_survive_a_restart(chat: FeatureChat) -> None:
     assert banned["banned_until"] == START + 100
     await chat.restart()
     alice = await chat.reconnect(alice)
-    assert (await failure(alice, "send", text="x"))["code"] == BANNED
+    assert (await error_of(alice, "send", text="x"))["code"] == BANNED
     assert (await alice.call("status"))["me"]["banned_until"] == START + 100
     chat.clock.advance(100)
     await chat.restart()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from features_helpers import RATE_LIMITED, FeatureChat, failure
-from rpc_testing import RpcClient
+from features_helpers import FeatureChat
+from rpc_testing import RATE_LIMITED, RpcClient, error_of
 
 START = 1_700_000_000.0
 PERIOD_END = 1_700_002_800.0  # periods of 3600 s are aligned to the epoch
@@ -21,7 +21,7 @@ async def test_over_the_limit_is_refused_with_retry_after(chat: FeatureChat) -> 
     await chat.start(rate_limit=3, rate_period=3600)
     alice, = await chat.users("alice")
     await send_n(alice, 3)
-    error = await failure(alice, "send", text="one too many")
+    error = await error_of(alice, "send", text="one too many")
     assert error["code"] == RATE_LIMITED
     assert error["data"] == {"retry_after": PERIOD_END - START, "resets_at": PERIOD_END}
     rate = (await alice.call("status"))["me"]["rate"]
@@ -42,7 +42,7 @@ async def test_the_count_resets_at_the_end_of_the_period(chat: FeatureChat) -> N
     alice, = await chat.users("alice")
     await send_n(alice, 2)
     chat.clock.advance(PERIOD_END - START - 1)
-    assert (await failure(alice, "send", text="x"))["code"] == RATE_LIMITED
+    assert (await error_of(alice, "send", text="x"))["code"] == RATE_LIMITED
     chat.clock.advance(1)
     await alice.call("send", text="new period")
     rate = (await alice.call("status"))["me"]["rate"]
@@ -55,7 +55,7 @@ async def test_comments_in_general_count(chat: FeatureChat) -> None:
     parent = (await bob.call("send", text="parent"))["message"]
     await alice.call("comment", message_id=parent["id"], text="one")
     await alice.call("send", text="two")
-    error = await failure(alice, "comment", message_id=parent["id"], text="three")
+    error = await error_of(alice, "comment", message_id=parent["id"], text="three")
     assert error["code"] == RATE_LIMITED
 
 
@@ -68,7 +68,7 @@ async def test_direct_and_group_chats_are_not_limited(chat: FeatureChat) -> None
     await send_n(alice, 5, chat=group["id"])
     direct = (await alice.call("send", text="dm", to="bob"))["message"]
     await alice.call("comment", message_id=direct["id"], text="comment in a dm")
-    assert (await failure(alice, "send", text="general again"))["code"] == RATE_LIMITED
+    assert (await error_of(alice, "send", text="general again"))["code"] == RATE_LIMITED
 
 
 async def test_a_retry_is_not_counted_again(chat: FeatureChat) -> None:
@@ -90,7 +90,7 @@ async def test_the_count_survives_a_restart(chat: FeatureChat) -> None:
     await chat.restart()
     alice = await chat.reconnect(alice)
     assert (await alice.call("status"))["me"]["rate"]["remaining"] == 0
-    assert (await failure(alice, "send", text="x"))["code"] == RATE_LIMITED
+    assert (await error_of(alice, "send", text="x"))["code"] == RATE_LIMITED
     chat.clock.advance(PERIOD_END - START)
     await chat.restart()
     alice = await chat.reconnect(alice)
@@ -114,5 +114,5 @@ async def test_file_messages_in_general_count(chat: FeatureChat) -> None:
                               sha256=hashlib.sha256(data).hexdigest())
     await alice.call("file.put", upload_id=upload["upload_id"], offset=0,
                      data=base64.b64encode(data).decode())
-    error = await failure(alice, "file.finish", upload_id=upload["upload_id"])
+    error = await error_of(alice, "file.finish", upload_id=upload["upload_id"])
     assert error["code"] == RATE_LIMITED

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import time
 
-from features_helpers import (
-    BANNED,
-    CONFLICT,
-    INVALID_PARAMS,
-    NOT_FOUND,
-    FeatureChat,
-    events,
-    failure,
-    of_type,
-    texts,
-)
+from features_helpers import FeatureChat, events, of_type, texts
+from rpc_testing import BANNED, CONFLICT, INVALID_PARAMS, NOT_FOUND, error_of
 from rpcchat.clock import SystemClock
 
 START = 1_700_000_000.0
@@ -88,10 +79,10 @@ async def test_bad_times_are_invalid_params(chat: FeatureChat) -> None:
 async def test_destination_is_checked_when_scheduling(chat: FeatureChat) -> None:
     await chat.start()
     alice, bob = await chat.users("alice", "bob")
-    assert (await failure(alice, "send", text="x", to="nobody", delay=5))["code"] == NOT_FOUND
-    error = await failure(alice, "send", text="x", to="alice", delay=5)
+    assert (await error_of(alice, "send", text="x", to="nobody", delay=5))["code"] == NOT_FOUND
+    error = await error_of(alice, "send", text="x", to="alice", delay=5)
     assert error["code"] == INVALID_PARAMS
-    assert (await failure(alice, "send", text="x", chat="g:nope", delay=5))["code"] == NOT_FOUND
+    assert (await error_of(alice, "send", text="x", chat="g:nope", delay=5))["code"] == NOT_FOUND
 
 
 async def test_cancel_is_for_the_owner_and_only_once(chat: FeatureChat) -> None:
@@ -99,13 +90,13 @@ async def test_cancel_is_for_the_owner_and_only_once(chat: FeatureChat) -> None:
     alice, bob = await chat.users("alice", "bob")
     scheduled = (await alice.call("send", text="maybe", delay=60))["scheduled"]
     # Someone else's id looks exactly like an unknown one.
-    assert (await failure(bob, "scheduled.cancel", id=scheduled["id"]))["code"] == NOT_FOUND
-    assert (await failure(bob, "scheduled.cancel", id="no-such-id"))["code"] == NOT_FOUND
+    assert (await error_of(bob, "scheduled.cancel", id=scheduled["id"]))["code"] == NOT_FOUND
+    assert (await error_of(bob, "scheduled.cancel", id="no-such-id"))["code"] == NOT_FOUND
     cancelled = (await alice.call("scheduled.cancel", id=scheduled["id"]))["scheduled"]
     assert cancelled == {**scheduled, "status": "cancelled"}
     assert of_type(await events(alice), "scheduled.cancelled") == [cancelled]
     assert of_type(await events(bob), "scheduled.cancelled") == []
-    error = await failure(alice, "scheduled.cancel", id=scheduled["id"])
+    error = await error_of(alice, "scheduled.cancel", id=scheduled["id"])
     assert error["code"] == CONFLICT and error["data"]["status"] == "cancelled"
     chat.clock.advance(60)
     await chat.run_due()
@@ -119,12 +110,12 @@ async def test_cancel_after_delivery_is_a_conflict(chat: FeatureChat) -> None:
     scheduled = (await alice.call("send", text="soon", delay=1))["scheduled"]
     chat.clock.advance(1)
     await chat.run_due()
-    error = await failure(alice, "scheduled.cancel", id=scheduled["id"])
+    error = await error_of(alice, "scheduled.cancel", id=scheduled["id"])
     assert error["code"] == CONFLICT
     assert error["data"]["status"] == "sent" and error["data"]["message_id"] is not None
     await chat.restart()
     alice = await chat.reconnect(alice)
-    error = await failure(alice, "scheduled.cancel", id=scheduled["id"])
+    error = await error_of(alice, "scheduled.cancel", id=scheduled["id"])
     assert error["code"] == CONFLICT and error["data"]["status"] == "sent"
 
 
@@ -202,7 +193,7 @@ async def test_a_banned_sender_gets_it_cancelled(chat: FeatureChat) -> None:
     scheduled = (await alice.call("send", text="spam", delay=10))["scheduled"]
     await bob.call("report", user="alice")
     # While banned, scheduling is refused as sending is.
-    assert (await failure(alice, "send", text="x", delay=5))["code"] == BANNED
+    assert (await error_of(alice, "send", text="x", delay=5))["code"] == BANNED
     chat.clock.advance(10)
     await chat.run_due()
     assert texts(await events(bob)) == []

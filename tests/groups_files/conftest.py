@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from gf_cli_support import BackgroundServer, CliUser
+from cli_testing import CliUser, ThreadedServer
 from gf_support import People, StartServer
-from rpc_testing import CHEAP_HASHER, ClientFactory, ServerFactory
+from rpc_testing import CHEAP_HASHER, TEST_HTTP_LIMITS, ClientFactory, ServerFactory
 from rpcchat.app import ChatServer
 from rpcchat.clock import ManualClock
 
@@ -41,15 +41,16 @@ def people(rpc_client: ClientFactory) -> People:
 
 
 @pytest.fixture(scope="module")
-def background_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
-    running = BackgroundServer(tmp_path_factory.mktemp("gf-server") / "data")
+def background_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    running = ThreadedServer(tmp_path_factory.mktemp("gf-server") / "data",
+                             {"rate_limit": 0, "http": TEST_HTTP_LIMITS}, CHEAP_HASHER)
     running.start()
     yield running
     running.stop()
 
 
 @pytest.fixture
-def cli_user(background_server: BackgroundServer, tmp_path: Path,
+def cli_user(background_server: ThreadedServer, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch) -> Callable[[str], CliUser]:
     """`cli_user(name)`: a logged-in user of the background server, driven through the CLI."""
     monkeypatch.delenv("RPCCHAT_CONFIG", raising=False)
@@ -57,7 +58,7 @@ def cli_user(background_server: BackgroundServer, tmp_path: Path,
 
     def make(name: str) -> CliUser:
         if name not in made:
-            user = CliUser(name, tmp_path / "config" / name, background_server)
+            user = CliUser(name, tmp_path / "config" / name, background_server.url)
             user.login()
             made[name] = user
         return made[name]

@@ -10,11 +10,6 @@ from typing import Any
 from rpc_testing import ClientFactory, RpcClient, RpcFailure
 from rpcchat.app import ChatServer
 
-FORBIDDEN = -32002
-NOT_FOUND = -32003
-CONFLICT = -32004
-INVALID_PARAMS = -32602
-TOO_LARGE = -32007
 MIB = 1024 * 1024
 
 StartServer = Callable[..., Awaitable[ChatServer]]
@@ -52,17 +47,6 @@ class People:
         return self.clients[name]
 
 
-async def events_since(client: RpcClient, since: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Every event the user sees after `since`, without waiting; and the next position."""
-    found: list[dict[str, Any]] = []
-    while True:
-        reply = await client.call("poll", since=since, timeout=0, limit=500)
-        found += reply["events"]
-        since = reply["next"]
-        if not reply["more"]:
-            return found, since
-
-
 def of_chat(events: list[dict[str, Any]], chat_id: str) -> list[dict[str, Any]]:
     return [event for event in events if event["data"].get("chat") == chat_id]
 
@@ -70,10 +54,6 @@ def of_chat(events: list[dict[str, Any]], chat_id: str) -> list[dict[str, Any]]:
 def kinds(events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
     """(type, user) of each event: enough to compare sequences of chat events."""
     return [(event["type"], event["data"].get("user")) for event in events]
-
-
-async def error_of(client: RpcClient, method: str, **params: Any) -> dict[str, Any]:
-    return await client.error(method, params)
 
 
 def b64(data: bytes) -> str:

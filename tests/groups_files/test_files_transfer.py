@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 from gf_support import (
-    CONFLICT, FORBIDDEN, INVALID_PARAMS, MIB, NOT_FOUND, TOO_LARGE, People, StartServer, b64,
-    begin, download, error_of, events_since, put_all, sha256, upload,
+    MIB, People, StartServer, b64, begin, download, put_all, sha256, upload,
+)
+from rpc_testing import (
+    CONFLICT, FORBIDDEN, INVALID_PARAMS, NOT_FOUND, TOO_LARGE, error_of, events_since,
 )
 from rpcchat.clock import ManualClock
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cli.files import STATE_FILENAME, local_name
-from gf_cli_support import CliUser
+from cli_testing import CliUser
 from rpcchat.client import ChatClient
 from rpcchat.transport.client import ConnectionLost
 

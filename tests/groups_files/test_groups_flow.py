@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gf_support import (
-    CONFLICT, FORBIDDEN, INVALID_PARAMS, NOT_FOUND, People, StartServer, error_of, events_since,
-    kinds, of_chat,
-)
+from gf_support import People, StartServer, kinds, of_chat
+from rpc_testing import CONFLICT, FORBIDDEN, INVALID_PARAMS, NOT_FOUND, error_of, events_since
 
 
 def chat_of(status: dict[str, Any], chat_id: str) -> dict[str, Any] | None:

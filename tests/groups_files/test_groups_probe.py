@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gf_support import FORBIDDEN, People, StartServer, b64, begin, error_of, upload
+from gf_support import People, StartServer, b64, begin, upload
+from rpc_testing import FORBIDDEN, error_of
 
 
 async def probes(chat_id: str, message_id: int, file_id: str,

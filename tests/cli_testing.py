@@ -1,5 +1,8 @@
 """The real server on a background thread (the CLI runs its own event loops), and `rpcchat`
-invoked in-process as one user at a time (each user has its own session file)."""
+invoked in-process as one user at a time (each user has its own session file).
+
+Importable from any test module as `cli_testing` (like `rpc_testing`).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,28 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from rpc_testing import CHEAP_HASHER, TEST_HTTP_LIMITS
 from rpcchat.app import ChatServer
 from rpcchat.config import ServerConfig
+from rpcchat.domain.passwords import PasswordHasher
 
 START_TIMEOUT = 10.0
 
 
 @dataclass
-class BackgroundServer:
+class ThreadedServer:
+    """`ChatServer` on its own event loop in a daemon thread, with ServerConfig `overrides`.
+
+    `start()` raises what kept the server from starting; also usable as a context manager.
+    """
+
     data_dir: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    password_hasher: PasswordHasher | None = None  # None: production scrypt
     port: int = 0
     error: BaseException | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -34,7 +45,7 @@ class BackgroundServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),),
-                                        name="rpcchat-gf-server", daemon=True)
+                                        name="rpcchat-test-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
             raise RuntimeError("the test server did not start")
@@ -47,11 +58,18 @@ class BackgroundServer:
         if self._thread is not None:
             self._thread.join(START_TIMEOUT)
 
+    def __enter__(self) -> ThreadedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     async def _serve(self) -> None:
         try:
             config = ServerConfig(host="127.0.0.1", port=0, data_dir=self.data_dir,
-                                  rate_limit=0, http=TEST_HTTP_LIMITS)
-            server = ChatServer(config, password_hasher=CHEAP_HASHER)
+                                  **self.overrides)
+            server = ChatServer(config, password_hasher=self.password_hasher)
             await server.start()
         except BaseException as exc:  # handed to the test thread, which raises it
             self.error = exc
@@ -69,11 +87,11 @@ class BackgroundServer:
 
 @dataclass
 class CliUser:
-    """`rpcchat ...` as one logged-in user (its own session and upload state files)."""
+    """`rpcchat ...` as one user of `server_url` (its own session and upload state files)."""
 
     name: str
     config_dir: Path
-    server: BackgroundServer
+    server_url: str
     runner: CliRunner = field(default_factory=CliRunner)
 
     @property
@@ -81,7 +99,7 @@ class CliUser:
         return self.config_dir / "session.json"
 
     def __call__(self, *args: str, input: str | None = None) -> Result:
-        env = {"RPCCHAT_CONFIG": str(self.session_file), "RPCCHAT_SERVER": self.server.url,
+        env = {"RPCCHAT_CONFIG": str(self.session_file), "RPCCHAT_SERVER": self.server_url,
                "RPCCHAT_DEBUG": ""}
         return self.runner.invoke(main, list(args), input=input, env=env,
                                   catch_exceptions=False)

@@ -1,11 +1,16 @@
-"""Wire shapes of the contract (../shared/API.md, "Objects"), as TypedDicts.
+"""Wire shapes of the contract (../shared/API.md, "Objects" and the methods' results), as
+TypedDicts, shared by the server's handlers and the client.
 
-They type the handlers' results and give `rpc.discover` its result schemas.
+The class names are the schema titles `rpc.discover` publishes. The dispatcher stamps every
+result object with `server_time`, so it is not part of these shapes (the client adds it).
+This module imports nothing from the server, so the client can use it on its own.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
+
+# --- objects --------------------------------------------------------------------------------
 
 File = TypedDict("File", {"id": str, "name": str, "size": int, "content_type": str,
                           "sha256": str})
@@ -23,6 +28,15 @@ class Chat(TypedDict):
     owner: str | None
     members: list[str]
     unread: int
+
+
+class Scheduled(TypedDict):
+    id: str
+    chat: str
+    text: str
+    deliver_at: float
+    status: Literal["pending", "sent", "cancelled"]
+    message_id: int | None
 
 
 class Event(TypedDict):
@@ -53,6 +67,18 @@ class Me(TypedDict):
     rate: Rate
     cursor: int
 
+
+class ChatSummary(TypedDict):
+    id: str
+    name: str
+
+
+class JoinRequest(TypedDict):
+    user: str
+    ts: float
+
+
+# --- results --------------------------------------------------------------------------------
 
 class ConnectResult(TypedDict):
     token: str
@@ -88,3 +114,39 @@ class PollResult(TypedDict):
     next: int
     more: bool
     unread: int
+
+
+class BeginResult(TypedDict):
+    upload_id: str
+    chunk_size: int
+    offset: int
+
+
+class PutResult(TypedDict):
+    offset: int
+
+
+class GetResult(TypedDict):
+    data: str  # base64, as on the wire
+    offset: int
+    size: int
+    eof: bool
+    file: File
+
+
+class ChatResult(TypedDict):
+    chat: Chat
+
+
+class LinkResult(TypedDict):
+    link: str
+    token: str
+
+
+class JoinResult(TypedDict):
+    status: Literal["pending", "member"]
+    chat: ChatSummary
+
+
+class RequestsResult(TypedDict):
+    requests: list[JoinRequest]
