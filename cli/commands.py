@@ -14,6 +14,7 @@ from cli.output import ChatNames, format_event, format_message, format_scheduled
 from cli.runner import Target, json_option, require_login, resolve_target, run, \
     server_option, store_session
 from cli.extras import at_option, in_option
+from cli.serve import POSITIVE_FLOAT
 from cli.session import Session
 from rpcchat.client import UNAUTHORIZED, ChatClient, ResponseError, RpcCallError
 from rpcchat.transport.client import HttpClientError
@@ -93,7 +94,7 @@ async def logout_async(target: Target) -> None:
 @click.argument("text")
 @click.option("--to", "to", metavar="USER", help="Send a direct message to USER.")
 @click.option("--chat", metavar="ID", help="Send to this chat (default: general).")
-@click.option("--delay", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("--delay", type=POSITIVE_FLOAT, metavar="SECONDS",
               help="Deliver later, after SECONDS.")
 @at_option
 @in_option

@@ -3,6 +3,7 @@ options of `rpcchat send` (`--at`, `--in`)."""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ def parse_duration(text: str) -> float:
             raise ValueError(f"not a duration: {text!r} (examples: 90, 45s, 5m, 1h30m, 2d)")
         total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
         position = part.end()
+    if not math.isfinite(total):
+        raise ValueError(f"not a duration: {text!r} (too long)")
     if total <= 0:
         raise ValueError("the duration must be more than 0 seconds")
     return total
@@ -45,9 +48,13 @@ def parse_when(text: str, now: float | None = None) -> float:
     moment = time.time() if now is None else now
     value = text.strip()
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise ValueError(f"not a time: {text!r} (Unix seconds must be a finite number)")
+        return seconds
     for layout in _DATE_TIME_FORMATS:
         try:
             return datetime.strptime(value, layout).timestamp()

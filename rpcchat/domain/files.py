@@ -58,6 +58,7 @@ NAME_INPUT_MAX = 1024
 CONTENT_TYPE_MAX = 255
 FILE_MESSAGE_CACHE = 1024
 UPLOAD_ID_BYTES = 18  # 144 bits: 24 characters
+BUSY_RECHECK = 1.0  # seconds before an overdue upload that was in use is looked at again
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f]|\\[\t\x20-\x7e])*"'
@@ -400,26 +401,35 @@ class FileService:
     # --- expiry of unfinished uploads --------------------------------------------------
 
     async def expire_uploads(self) -> list[str]:
-        """End every upload idle for `upload_idle` seconds; returns their ids."""
+        """End every upload idle for `upload_idle` seconds; returns their ids. The timer is
+        armed for the remaining uploads even when ending these fails, so one storage
+        failure does not stop expiry for good."""
         now = self._core.clock.time()
-        due = [upload for upload in self._uploads.values()
-               if upload.touched_at + self.upload_idle <= now and not upload.lock.locked()]
+        overdue = [upload for upload in self._uploads.values()
+                   if upload.touched_at + self.upload_idle <= now]
+        due = [upload for upload in overdue if not upload.lock.locked()]
         for upload in due:
             self._drop_upload(upload)
         ids = [upload.upload_id for upload in due]
-        if ids:
-            await self._core.writes.commit([EndUpload(upload_id) for upload_id in ids],
-                                           "ending expired uploads")
-            await self.blobs.delete(ids)
-            logger.info("%d idle upload(s) expired", len(ids))
-        self._timer_due = float("inf")
-        self._schedule_expiry()
+        try:
+            if ids:
+                await self._core.writes.commit([EndUpload(upload_id) for upload_id in ids],
+                                               "ending expired uploads")
+                await self.blobs.delete(ids)
+                logger.info("%d idle upload(s) expired", len(ids))
+        finally:
+            self._timer_due = float("inf")
+            # One in use (chunk or finish under way) is looked at again a little later,
+            # not at once: an overdue due time would re-fire the timer in a tight loop.
+            busy = len(overdue) > len(due)
+            self._schedule_expiry(not_before=now + BUSY_RECHECK if busy else 0.0)
         return ids
 
-    def _schedule_expiry(self) -> None:
+    def _schedule_expiry(self, not_before: float = 0.0) -> None:
         if not self._running or not self._uploads:
             return
         due = min(upload.touched_at for upload in self._uploads.values()) + self.upload_idle
+        due = max(due, not_before)
         if self._timer is not None and self._timer_due <= due:
             return  # an earlier timer will look again when it fires
         if self._timer is not None:

@@ -242,13 +242,15 @@ class Scheduler:
         return None
 
     def take_due(self, now: float) -> list[ScheduledItem]:
-        due: list[ScheduledItem] = []
+        # An item can have two heap entries (reopened while its first one was still
+        # queued, e.g. after a failed cancel): it must still be delivered once.
+        due: dict[str, ScheduledItem] = {}
         while self._heap and self._heap[0][0] <= now:
             _, _, item_id = heapq.heappop(self._heap)
             item = self._items.get(item_id)
             if item is not None and item.status == SCHEDULED_PENDING:
-                due.append(item)
-        return due
+                due.setdefault(item_id, item)
+        return list(due.values())
 
     def run_due(self) -> None:
         """Deliver everything due by now, in order, then arm the timer for the next one.
