@@ -36,6 +36,7 @@ from rpcchat.domain.files import FileService
 from rpcchat.domain.groups import GroupChats
 from rpcchat.domain.passwords import PasswordHasher, ScryptHasher
 from rpcchat.domain.feed import EventFeed
+from rpcchat.domain.presence import Presence
 from rpcchat.domain.polling import WakeReason
 from rpcchat.domain.comments import check_alive
 from rpcchat.domain.feature_records import ExpiredMessage, ParentRow
@@ -152,7 +153,7 @@ class ChatService:
         self._hash_threads = hash_threads
         self._hash_pool: ThreadPoolExecutor | None = None
         self._window_size = event_window
-        self._online_window = online_window
+        self._presence = Presence(online_window)
         self._history_cache_size = max(validation.HISTORY_MAX, config.history)
 
         self._users_by_id: dict[int, UserState] = {}
@@ -305,7 +306,7 @@ class ChatService:
         user, created = await self._login_or_create(display, key, secret)
         token = secrets.token_urlsafe(32)
         session = await self._open_session(user, token)
-        user.last_active = self._clock.monotonic()
+        self._presence.touch(user.user_id, self._clock.monotonic())
         logger.info("connect: user=%s session=%d %s", user.name, session.session_id,
                     "created the account" if created else "logged in")
         return {
@@ -328,7 +329,7 @@ class ChatService:
         state = self._sessions_by_hash.get(digest)
         if state is None:
             raise Unauthorized("unknown or revoked token")
-        state.user.last_active = self._clock.monotonic()
+        self._presence.touch(state.user.user_id, self._clock.monotonic())
         return state.session
 
     async def disconnect(self, session: Session) -> Wire:
@@ -752,10 +753,7 @@ class ChatService:
         `online_window` seconds."""
         self._ensure_running()
         now = self._clock.monotonic()
-        horizon = now - self._online_window
-        online = {user.user_id for user in self._users_by_id.values()
-                  if user.last_active >= horizon}
-        online.update(self._feed.hub.parked_users.keys())
+        online = self._presence.recent(now) | self._feed.hub.parked_users.keys()
         result: Wire = {
             "server": {
                 "version": __version__,
@@ -808,7 +806,7 @@ class ChatService:
         count = validation.require_int(limit, "limit", 1, validation.POLL_LIMIT_MAX)
         may_wait = validation.require_bool(wait, "wait")
         user = state.user
-        user.last_active = self._clock.monotonic()
+        self._presence.touch(user.user_id, self._clock.monotonic())
         state.poll_generation += 1
         generation = state.poll_generation
         self._feed.hub.release_session(session.session_id, WakeReason.SUPERSEDED)

@@ -20,7 +20,6 @@ class UserState:
     cursor: int
     # chat id -> membership intervals, oldest first; the last one is open while a member.
     memberships: dict[str, list[Interval]] = field(default_factory=dict)
-    last_active: float = float("-inf")
 
     def can_see(self, seq: int, chat_id: str | None, target_id: int | None) -> bool:
         return is_visible(self.user_id, self.memberships, seq, chat_id, target_id)

@@ -289,3 +289,24 @@ async def test_status_me_shape_and_rate(open_service: OpenService) -> None:
     assert me["rate"]["resets_at"] > 1_700_000_000.0
     assert me["chats"] == [{"id": "general", "kind": "general", "name": "general",
                             "owner": None, "members": ["alice"], "unread": 0}]
+
+
+async def test_online_follows_each_users_latest_call(
+    service: ChatService, clock: ManualClock
+) -> None:
+    alice = await login(service, "alice")
+    bob = await login(service, "bob")
+    await login(service, "carol")
+    clock.advance(40)
+    await service.poll(alice, timeout=0)    # alice is seen again; bob and carol are not
+    clock.advance(40)                       # carol's and bob's sightings are now 80 s old
+    assert (await service.status(None))["server"]["online"] == 1
+    waiting = asyncio.create_task(service.poll(alice, since=service.head, timeout=30))
+    await until_parked(service, 1)
+    # Parked and recently seen at once: still one user.
+    assert (await service.status(None))["server"]["online"] == 1
+    await service.poll(bob, timeout=0)
+    assert (await service.status(None))["server"]["online"] == 2
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
