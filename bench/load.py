@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import time
 
@@ -73,7 +74,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     for _ in range(args.connections):
         done: asyncio.Future[None] = loop.create_future()
         _, client = await loop.create_connection(
-            lambda d=done: KeepAliveClient(request, deadline, d), args.host, args.port)
+            functools.partial(KeepAliveClient, request, deadline, done), args.host, args.port)
         clients.append(client)
     await asyncio.gather(*(c.done for c in clients))
     elapsed = time.monotonic() - start

@@ -103,9 +103,11 @@ def _load_with_wrk(port: int, body: str, seconds: float, connections: int, token
               f'wrk.headers["Content-Type"] = "application/json"\n{auth}')
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
+    # wrk takes whole seconds only ("3s"; "3.0s" is a usage error).
+    duration = f"{max(1, round(seconds))}s"
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", handle.name,
+            ["wrk", "-t1", f"-c{connections}", f"-d{duration}", "-s", handle.name,
              f"http://127.0.0.1:{port}/rpc"], check=True, capture_output=True, text=True).stdout
     finally:
         os.unlink(handle.name)

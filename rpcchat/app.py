@@ -63,8 +63,14 @@ class ChatServer:
         log.info("stopped")
 
     async def handle_rpc(self, request: Request) -> Response:
-        result = await self.dispatcher.dispatch(request.body, request.header("authorization"))
-        log_calls(result, request.peer)
+        logging_calls = log.isEnabledFor(logging.INFO)
+        peer = request.peer
+        dispatching = self.dispatcher.dispatch(request.body, request.header("authorization"),
+                                               record=logging_calls)
+        del request         # a call may wait long (a parked poll): keep only what is used
+        result = await dispatching
+        if logging_calls:
+            log_calls(result, peer)
         if result.body is None:
             return Response(204)
         return Response(200, result.body, JSON)

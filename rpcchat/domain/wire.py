@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rpcchat.domain.records import EventRecord, Wire
+from rpcchat.jsonrpc.encoding import EncodedOnce
 
 
 def message_wire(
@@ -31,4 +32,5 @@ def message_wire(
 
 
 def event_wire(event: EventRecord) -> Wire:
-    return {"seq": event.seq, "type": event.type, "ts": event.ts, "data": event.data}
+    # Every poll that returns this event sends the same JSON: encoded once, then reused.
+    return EncodedOnce(seq=event.seq, type=event.type, ts=event.ts, data=event.data)

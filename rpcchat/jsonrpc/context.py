@@ -17,7 +17,7 @@ class Principal:
     session_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class CallContext:
     """Per-call facts a handler may need besides its params."""
 

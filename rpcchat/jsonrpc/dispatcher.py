@@ -27,6 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 from itertools import accumulate
+from time import perf_counter
 from typing import Any
 
 from rpcchat.clock import Clock
@@ -39,6 +40,7 @@ from rpcchat.errors import (
     Unauthorized,
 )
 from rpcchat.jsonrpc.context import Authenticator, CallContext, Principal
+from rpcchat.jsonrpc.encoding import ResponseEncoder
 from rpcchat.jsonrpc.registry import Registry
 from rpcchat.jsonrpc.spec import Auth
 
@@ -50,7 +52,7 @@ _ID_TYPES = (str, int, float)
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 
 
-@dataclass
+@dataclass(slots=True)
 class CallRecord:
     """One call of a dispatch, for the per-request log line (never params or tokens)."""
 
@@ -60,7 +62,7 @@ class CallRecord:
     duration_ms: float
 
 
-@dataclass
+@dataclass(slots=True)
 class DispatchResult:
     body: bytes | None   # None: nothing to send back (HTTP 204)
     calls: list[CallRecord]
@@ -80,34 +82,40 @@ class Dispatcher:
         self._decode = json.JSONDecoder(
             parse_float=_finite_float, parse_constant=_refuse_constant
         ).decode
-        self._encode = json.JSONEncoder(
-            separators=(",", ":"), ensure_ascii=True, allow_nan=False
-        ).encode
+        self._encoder = ResponseEncoder()
+        self._encode = self._encoder.encode
 
-    async def dispatch(self, body: bytes, authorization: str | None) -> DispatchResult:
-        """Answer one HTTP body. Never raises, except asyncio.CancelledError."""
+    async def dispatch(self, body: bytes, authorization: str | None, *,
+                       record: bool = True) -> DispatchResult:
+        """Answer one HTTP body. Never raises, except asyncio.CancelledError.
+
+        With `record=False` the calls are neither timed nor listed in `calls`: for callers
+        that would not log them."""
         calls: list[CallRecord] = []
+        recorder = calls if record else None
+        started = perf_counter() if record else 0.0
         try:
-            return DispatchResult(await self._answer(body, authorization, calls), calls)
+            try:
+                message = self._parse(body)
+            except ParseError as error:
+                if recorder is not None:
+                    recorder.append(CallRecord(None, None, _outcome(error), _ms_since(started)))
+                return DispatchResult(self._error_response(error, None).encode("ascii"), calls)
+            credentials = _Credentials(authorization, self._authenticator)
+            if type(message) is list:
+                answer = await self._batch(message, credentials, recorder)
+            else:
+                # A call may wait long (a parked poll): this frame lets go of the decoded
+                # request as soon as the call holds what it needs.
+                call = self._call(message, credentials, False, recorder)
+                del message
+                text = await call
+                answer = None if text is None else text.encode("ascii")
         except Exception:
             # A fault of the dispatcher itself; handler faults are caught per call.
             logger.exception("JSON-RPC dispatch failed")
-            error = self._error_response(InternalError(), None)
-            return DispatchResult(error.encode("ascii"), calls)
-
-    async def _answer(self, body: bytes, authorization: str | None,
-                      calls: list[CallRecord]) -> bytes | None:
-        started = self._clock.monotonic()
-        try:
-            message = self._parse(body)
-        except ParseError as error:
-            calls.append(CallRecord(None, None, _outcome(error), self._since(started)))
-            return self._error_response(error, None).encode("ascii")
-        credentials = _Credentials(authorization, self._authenticator)
-        if type(message) is list:
-            return await self._batch(message, credentials, calls)
-        text = await self._call(message, credentials, False, calls)
-        return None if text is None else text.encode("ascii")
+            answer = self._error_response(InternalError(), None).encode("ascii")
+        return DispatchResult(answer, calls)
 
     def _parse(self, body: bytes) -> Any:
         try:
@@ -132,13 +140,13 @@ class Dispatcher:
             raise ParseError("Parse error: nested too deeply") from None
 
     async def _batch(self, batch: list[Any], credentials: _Credentials,
-                     calls: list[CallRecord]) -> bytes | None:
-        if not batch:
-            calls.append(CallRecord(None, None, f"error {InvalidRequest.code}", 0.0))
-            error = InvalidRequest("Invalid Request: empty batch")
-            return self._error_response(error, None).encode("ascii")
-        if len(batch) > self._max_batch:
-            calls.append(CallRecord(None, None, f"error {InvalidRequest.code}", 0.0))
+                     calls: list[CallRecord] | None) -> bytes | None:
+        if not batch or len(batch) > self._max_batch:
+            if calls is not None:
+                calls.append(CallRecord(None, None, f"error {InvalidRequest.code}", 0.0))
+            if not batch:
+                error = InvalidRequest("Invalid Request: empty batch")
+                return self._error_response(error, None).encode("ascii")
             error = InvalidRequest("batch too large", {"limit": self._max_batch})
             return f"[{self._error_response(error, None)}]".encode("ascii")
         responses = []
@@ -151,29 +159,35 @@ class Dispatcher:
         return f"[{','.join(responses)}]".encode("ascii")
 
     async def _call(self, request: Any, credentials: _Credentials, in_batch: bool,
-                    calls: list[CallRecord]) -> str | None:
-        """Run one request object; returns its encoded response, None for a notification."""
-        started = self._clock.monotonic()
+                    calls: list[CallRecord] | None) -> str | None:
+        """Run one request object; returns its encoded response, None for a notification.
+        Appends its CallRecord to `calls` unless that is None."""
+        started = perf_counter() if calls is not None else 0.0
         try:
             request_id, is_notification, method, params = _envelope(request)
         except _RejectedRequest as rejected:
-            calls.append(CallRecord(None, None, f"error {rejected.error.code}",
-                                    self._since(started)))
+            if calls is not None:
+                calls.append(CallRecord(None, None, f"error {rejected.error.code}",
+                                        _ms_since(started)))
             return self._error_response(rejected.error, rejected.request_id)
+        del request     # see dispatch: a waiting call holds only what it uses
         user: str | None = None
         result: Any = None
         error: RpcError | None = None
+        stamp_server_time = False
         try:
             spec = self._registry.get(method)
             if spec is None:
                 raise MethodNotFound()
-            principal, token = await credentials.resolve(spec.auth)
+            stamp_server_time = spec.stamp_server_time
+            if credentials.pending and spec.auth is not Auth.NONE:
+                await credentials.authenticate()
+            principal, token = credentials.for_method(spec.auth)
             if principal is not None:
                 user = principal.user
-            kwargs = spec.bind(params)
-            result = await spec.handler(CallContext(principal, token, in_batch), **kwargs)
-            if spec.stamp_server_time and isinstance(result, dict):
-                result = {**result, "server_time": self._clock.time()}
+            running = spec.handler(CallContext(principal, token, in_batch), **spec.bind(params))
+            del params
+            result = await running
         except RpcError as exc:
             error = exc
         except Exception:
@@ -184,13 +198,16 @@ class Dispatcher:
             pass
         elif error is None:
             try:
-                text = self._encode({"jsonrpc": "2.0", "result": result, "id": request_id})
+                # server_time is added here, in one place, to every dict result.
+                text = self._encoder.success(
+                    result, request_id, self._clock.time() if stamp_server_time else None)
             except _ENCODE_ERRORS:
                 logger.exception("result of method %s (user %s) is not JSON", method, user)
                 error = InternalError()
         if error is not None and not is_notification:
             text = self._error_response(error, request_id)
-        calls.append(CallRecord(method, user, _outcome(error), self._since(started)))
+        if calls is not None:
+            calls.append(CallRecord(method, user, _outcome(error), _ms_since(started)))
         return text
 
     def _error_response(self, error: RpcError, request_id: Any) -> str:
@@ -203,37 +220,41 @@ class Dispatcher:
             fallback = InternalError().to_error_object()
             return self._encode({"jsonrpc": "2.0", "error": fallback, "id": request_id})
 
-    def _since(self, started: float) -> float:
-        return (self._clock.monotonic() - started) * 1000.0
+
+def _ms_since(started: float) -> float:
+    # Durations use the performance counter directly: the injected Clock is for timers and
+    # for the time users see.
+    return (perf_counter() - started) * 1000.0
 
 
 class _Credentials:
-    """The Authorization header of one dispatch, resolved at most once and only if needed."""
+    """The Authorization header of one dispatch, authenticated at most once and only when a
+    method needs it."""
 
-    __slots__ = ("_header", "_authenticator", "_resolved", "_principal", "_token", "_error")
+    __slots__ = ("_header", "_authenticator", "pending", "_principal", "_token", "_error")
 
     def __init__(self, header: str | None, authenticator: Authenticator) -> None:
         self._header = header
         self._authenticator = authenticator
-        self._resolved = False
+        # No header: nothing to authenticate (anonymous).
+        self.pending = header is not None
         self._principal: Principal | None = None
         self._token: str | None = None
         self._error: RpcError | None = None
 
-    async def resolve(self, auth: Auth) -> tuple[Principal | None, str | None]:
-        """(principal, token) for a method with this auth; raises Unauthorized."""
+    def for_method(self, auth: Auth) -> tuple[Principal | None, str | None]:
+        """(principal, token) for a method with this auth, once authenticated if it needs
+        it; raises Unauthorized."""
         if auth is Auth.NONE:
             return None, None
-        if not self._resolved:
-            await self._authenticate()
-            self._resolved = True
         if self._error is not None:
             raise self._error
         if self._principal is None and auth is Auth.REQUIRED:
             raise Unauthorized("Unauthorized: send Authorization: Bearer <token>")
         return self._principal, self._token
 
-    async def _authenticate(self) -> None:
+    async def authenticate(self) -> None:
+        self.pending = False
         header = (self._header or "").strip()
         if not header:
             return

@@ -100,6 +100,12 @@ _REQUEST_PREFIX = re.compile(f"(?:\\r(?:\\n|\\Z))?(?:[{_TCHAR}]++(?: |\\Z)|\\Z)"
 
 _SPECIAL_FIELDS = frozenset({"host", "content-length", "transfer-encoding", "connection",
                              "expect"})
+# The lower-cased names of the fields clients send most, as sent in either usual spelling:
+# looked up instead of lower-cased, each request shares these strings.
+_COMMON_NAMES = {spelling: name for name in (
+    "host", "content-length", "content-type", "authorization", "connection", "accept",
+    "accept-encoding", "user-agent", "transfer-encoding", "expect")
+    for spelling in (name, "-".join(part.capitalize() for part in name.split("-")))}
 
 
 class HttpError(Exception):
@@ -184,7 +190,6 @@ def parse_request_head(data: bytes, limits: HttpLimits = DEFAULT_LIMITS) -> Requ
     method, target, version = match.groups()
     if not text.endswith("\r\n", line_end + 2):
         raise HttpError(400, "request head not terminated by an empty line")
-    headers = _parse_fields(text, line_end + 2, len(text) - 2, limits)
 
     keep_alive = version == "HTTP/1.1"
     expect_continue = False
@@ -192,7 +197,11 @@ def parse_request_head(data: bytes, limits: HttpLimits = DEFAULT_LIMITS) -> Requ
     host_seen = False
     length_values: list[str] = []
     coding_values: list[str] = []
-    for name, value in headers:
+    headers: list[tuple[str, str]] = []
+    # One pass: lower-case each name and pick out the fields that decide framing.
+    for name, value in _field_lines(text, line_end + 2, len(text) - 2, limits):
+        name = _COMMON_NAMES.get(name) or name.lower()
+        headers.append((name, value))
         if name not in _SPECIAL_FIELDS:
             continue
         if name == "content-length":
@@ -301,7 +310,7 @@ def classify_oversized_head(prefix: bytes, limits: HttpLimits = DEFAULT_LIMITS) 
     return HttpError(431, "request header fields too large")
 
 
-def request_prefix_ok(first_bytes: bytes) -> bool:
+def request_prefix_ok(first_bytes: bytes | bytearray) -> bool:
     """Whether the first bytes received of a request can start a valid request-line.
 
     Lets the server answer 400 to binary garbage (or TLS) at once instead of waiting for the
@@ -389,6 +398,13 @@ def _parse_fields(text: str, start: int, end: int,
                   limits: HttpLimits) -> list[tuple[str, str]]:
     """Field lines in text[start:end], each ending in CRLF: names lower-cased, values
     stripped of OWS."""
+    return [(name.lower(), value) for name, value in _field_lines(text, start, end, limits)]
+
+
+def _field_lines(text: str, start: int, end: int,
+                 limits: HttpLimits) -> list[tuple[str, str]]:
+    """Field lines in text[start:end], each ending in CRLF: names as sent, values stripped
+    of OWS."""
     if start == end:
         return []
     if end - start > limits.max_header_bytes:
@@ -403,7 +419,7 @@ def _parse_fields(text: str, start: int, end: int,
     fields = _FIELD_LINE.findall(text, start, end)
     if len(fields) != line_count:
         raise _diagnose_fields(text[start:end - 2].split("\r\n"))
-    return [(name.lower(), value) for name, value in fields]
+    return fields
 
 
 def _diagnose_fields(lines: list[str]) -> HttpError:

@@ -423,6 +423,16 @@ async def test_call_records(tool_dispatcher: Dispatcher) -> None:
     assert [(c.method, c.outcome) for c in parse_failure.calls] == [(None, "error -32700")]
 
 
+async def test_calls_are_not_recorded_when_nobody_logs_them(tool_dispatcher: Dispatcher) -> None:
+    body = json.dumps([{"jsonrpc": "2.0", "method": "get_data", "id": 1},
+                       {"jsonrpc": "2.0", "method": "nope", "id": 2}]).encode()
+    recorded = await tool_dispatcher.dispatch(body, None)
+    unrecorded = await tool_dispatcher.dispatch(body, None, record=False)
+    assert unrecorded.body == recorded.body and len(recorded.calls) == 2
+    assert unrecorded.calls == []
+    assert (await tool_dispatcher.dispatch(b"{", None, record=False)).calls == []
+
+
 async def test_a_fault_of_the_dispatcher_itself_is_still_answered(
         tool_dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
