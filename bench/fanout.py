@@ -9,7 +9,8 @@ Targets: all 5000 answered within 150 ms; at most 12 KB per parked poll.
 
 A second line shows the server's side, on the same clock (time.perf_counter is system-wide
 on Linux): when the send arrived, when its answer and the first and last poll answer were
-handed to the transport. It tells whether the server or the client is the slow side.
+handed to the transport. It tells whether the server or the client is the slow side. A third
+line gives the server's CPU time (user, system) from the send until every answer arrived.
 
 Accounts are created beforehand in the data directory with a cheap password hash (each stored
 hash carries its own parameters, so the real server verifies them as usual); then the server
