@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from rpcchat.domain.ids import opaque_id
 from rpcchat.domain import validation
 from rpcchat.domain.blobs import BadChunk, BlobStore, ChunkTooLarge, is_blob_id, \
     max_base64_length
@@ -481,7 +481,7 @@ class FileService:
 
     def _new_upload_id(self) -> str:
         while True:
-            upload_id = secrets.token_urlsafe(UPLOAD_ID_BYTES)
+            upload_id = opaque_id(UPLOAD_ID_BYTES)
             if upload_id not in self._uploads:
                 return upload_id
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
+from rpcchat.domain.ids import opaque_id
 from rpcchat.domain import validation
 from rpcchat.domain.chatcore import ChatCore
 from rpcchat.domain.group_file_records import (
@@ -151,7 +152,7 @@ class GroupChats:
         title = group_name(name)
         invited = [user for user in self._users_named(members) if user is not me]
         chat_id = self._new_chat_id()
-        token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
+        token = opaque_id(LINK_TOKEN_BYTES)
         now = core.clock.time()
         chat = ChatState(chat_id, KIND_GROUP, title, me.user_id, now)
         everyone = [me, *invited]
@@ -206,7 +207,7 @@ class GroupChats:
 
     async def _new_link(self, group: ChatState) -> str:
         # Only chats created before links existed lack one.
-        token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
+        token = opaque_id(LINK_TOKEN_BYTES)
         self._remember_link(group.chat_id, token)
         undo = _Undo()
         undo.add(partial(self._forget_link, group.chat_id))

@@ -14,11 +14,11 @@ import asyncio
 import heapq
 import logging
 import math
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rpcchat.clock import Clock
+from rpcchat.domain.ids import opaque_id
 from rpcchat.domain.feature_records import (
     SCHEDULED_CANCELLED,
     SCHEDULED_PENDING,
@@ -150,9 +150,9 @@ class Scheduler:
         """A new pending item, known at once (so a retry finds it) but not due before
         `queue` (called once it is stored)."""
         self._last_number += 1
-        item_id = secrets.token_urlsafe(12)
+        item_id = opaque_id(12)
         while item_id in self._items:
-            item_id = secrets.token_urlsafe(12)
+            item_id = opaque_id(12)
         item = ScheduledItem(item_id, self._last_number, user_id, chat_id, to_user_id, text,
                              deliver_at, now, client_msg_id)
         self._register(item)
