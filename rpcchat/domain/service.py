@@ -419,6 +419,10 @@ class ChatService:
         self._sessions_by_hash[state.token_hash] = state
         self._sessions_by_id[state.session.session_id] = state
 
+    def live_session(self, session: Session) -> Session:
+        """`session` itself while it is valid; Unauthorized once it was revoked."""
+        return self._live_session(session).session
+
     def _live_session(self, session: Session) -> _SessionState:
         state = self._sessions_by_id.get(session.session_id)
         if state is None or state.session.user_id != session.user_id:

@@ -15,6 +15,9 @@ class Principal:
     user: str
     # Opaque id of the token (one per client); never the token itself, so it may be logged.
     session_id: str
+    # The authenticator's own record of the caller, handed back to the handlers so they need
+    # not resolve the token a second time.
+    handle: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

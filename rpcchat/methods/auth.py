@@ -15,11 +15,13 @@ class ServiceAuthenticator:
 
     async def authenticate(self, token: str) -> Principal:
         session = self.service.authenticate(token)
-        return Principal(session.user, str(session.session_id))
+        return Principal(session.user, str(session.session_id), handle=session)
 
 
 def session_of(service: ChatService, ctx: CallContext) -> Session:
-    """The caller's session (the dispatcher has already checked the token)."""
-    if ctx.token is None:
+    """The caller's session, as the dispatcher resolved it; checked again (by id, cheaply)
+    because an earlier call of the same batch may have revoked it with `disconnect`."""
+    principal = ctx.principal
+    if principal is None or not isinstance(principal.handle, Session):
         raise Unauthorized("missing token")
-    return service.authenticate(ctx.token)
+    return service.live_session(principal.handle)
