@@ -1,10 +1,5 @@
-"""The HTTP/1.1 server: an asyncio Protocol per connection that buffers what arrives, one task
-per connection running a thin request loop over that buffer, around the pure parser of
-`rpcchat.transport.parsing`. No stream reader/writer pair sits in between: a request that
-already arrived is taken from the buffer without waiting, and a parked connection costs only
-its transport, this object and its task. While the task waits for a request, data_received
-answers complete plain requests itself, running the handler on the task's behalf (see
-`_Connection` and `eager`): most requests cost no task wake-up at all.
+"""The HTTP/1.1 server: asyncio streams, one task per connection, a thin loop around the pure
+parser of `rpcchat.transport.parsing`.
 
 Rules implemented here (RFC 9112 unless noted; the syntax rules live in `parsing`):
 - §9.3 persistence: keep-alive by default for HTTP/1.1, close for HTTP/1.0 without
@@ -45,16 +40,14 @@ the bound keeps a flood from parking sockets forever.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import math
 from dataclasses import dataclass
-from typing import Awaitable, Sequence
+from typing import Sequence
 
 from rpcchat.clock import Clock, SystemClock
 from rpcchat.config import HttpLimits
-from rpcchat.transport import eager
-from rpcchat.transport.messages import Handler, Request, Response, Route
+from rpcchat.transport.messages import Request, Response, Route
 from rpcchat.transport.parsing import (
     REASONS, ChunkedDecoder, Framing, HttpError, RequestHead, classify_oversized_head,
     format_response, parse_request_head, request_prefix_ok,
@@ -66,6 +59,9 @@ log = logging.getLogger(__name__)
 # sends for at most this long / this much, so our FIN-ed answer is not wiped out by an RST.
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 64 * 1024 * 1024
+# Only wait for the transport to drain when this much is still queued (one write per
+# response; the kernel usually takes it all at once).
+WRITE_HIGH_WATER = 64 * 1024
 TEXT_PLAIN = "text/plain; charset=utf-8"
 # How long shutdown waits for cancelled connection tasks to unwind.
 ABORT_WAIT = 1.0
@@ -79,14 +75,6 @@ _INTERNAL_ERROR = Response(500, b"500 Internal Server Error\n", "text/plain; cha
 _QUEUED, _IDLE, _HEAD, _BODY, _HANDLER, _WRITE, _LINGER, _CLOSED = range(8)
 
 
-@dataclass(slots=True)
-class _Begun:
-    """A request whose handler data_received started and the connection task finishes."""
-
-    head: RequestHead
-    pending: eager.Pending
-
-
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
     route: Route
@@ -96,7 +84,7 @@ class _Endpoint:
 
 
 class HttpServer:
-    """Serves `routes` (exact paths) over HTTP/1.1 on asyncio."""
+    """Serves `routes` (exact paths) over HTTP/1.1 on asyncio streams."""
 
     def __init__(self, routes: Sequence[Route], limits: HttpLimits,
                  clock: Clock | None = None) -> None:
@@ -116,11 +104,8 @@ class HttpServer:
         for endpoint in self._endpoints.values():
             every |= endpoint.allowed
         self._allow_any = ", ".join(sorted(every))
-        # A whole head (request-line, fields, a leading CRLF) starts its empty line within
-        # this many bytes; a chunk line must end within it too.
+        # The StreamReader limit: a whole head (request-line, fields, a leading CRLF) fits.
         self.head_limit = limits.max_request_line + limits.max_header_bytes + 8
-        # A connection stops reading while this much is buffered and not asked for.
-        self.pause_reading_at = 2 * self.head_limit
         # Timer period of the lazy deadline: never longer than any timeout it enforces.
         self.tick = min(limits.header_timeout, limits.body_timeout, limits.keepalive_timeout,
                         limits.write_timeout)
@@ -144,7 +129,7 @@ class HttpServer:
         """Listen on host:port (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self, loop), host, port, reuse_address=True, backlog=1024)
+            lambda: _Protocol(self, loop), host, port, reuse_address=True, backlog=1024)
 
     async def close(self) -> None:
         """Stop accepting; let requests in progress finish within `shutdown_grace`; then close
@@ -208,200 +193,55 @@ class HttpServer:
         self._slots.release()
 
 
-class _Overrun(Exception):
-    """More than the head limit arrived without the separator being read for."""
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection. The protocol callbacks append what arrives to `buffer`; the
-    connection's task runs the request loop over that buffer.
-
-    The buffer is read in place (no stream reader in between): a request whose bytes already
-    arrived is taken without waiting, and a failure of the reading side (a deadline, a first
-    byte that cannot start a request, a reset) is kept in `failure` and raised by the next
-    read, so the request loop meets it where it waits.
-
-    While the task waits for its next request, data_received answers complete plain requests
-    itself (`_answer_buffered`): the handler's first step runs right there, on behalf of the
-    task (see `eager`), and most handlers finish in it. Only a handler that has to wait is
-    handed to the task (`handover`), and anything out of the ordinary is left to it."""
-
-    __slots__ = (
-        "server", "limits", "loop", "transport", "task", "context", "peer", "buffer", "scanned",
-        "waiter", "waiting_for_head", "handover", "last_waited", "answer_scheduled", "failure",
-        "eof", "lost", "reading_paused", "writing_paused", "drain_waiter", "phase", "peer_gone",
-        "admitted", "deadline", "timer", "timer_at",
-    )
+class _Protocol(asyncio.StreamReaderProtocol):
+    """StreamReaderProtocol that also tells its connection when bytes or EOF arrive: the
+    first byte of a request starts its header deadline, and EOF during a handler cancels it."""
 
     def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
+        reader = asyncio.StreamReader(limit=server.head_limit, loop=loop)
+        self._conn = _Connection(server, reader, loop)
+        super().__init__(reader, self._conn.run, loop=loop)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        conn.received += len(data)
+        if conn.phase == _IDLE:
+            conn.head_started(data)
+        conn.reader.feed_data(data)
+
+    def eof_received(self) -> bool | None:
+        keep_open = super().eof_received()
+        self._conn.peer_closed(lost=False)
+        return keep_open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._conn.peer_closed(lost=True)
+
+
+class _Connection:
+    """One client connection: its task's request loop and its deadline."""
+
+    def __init__(self, server: HttpServer, reader: asyncio.StreamReader,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
         self.limits = server.limits
+        self.reader = reader
         self.loop = loop
-        self.transport: asyncio.Transport | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.transport: asyncio.WriteTransport | None = None
         self.task: asyncio.Task[None] | None = None
-        self.context = contextvars.copy_context()           # the task's, for eager steps too
         self.peer = "?"
-        self.buffer = bytearray()     # received, not yet taken by the request loop
-        self.scanned = 0              # where the search for a separator resumes
-        self.waiter: asyncio.Future[None] | None = None     # the task waits for bytes
-        self.waiting_for_head = False                       # ... for its next request's head
-        self.handover: _Begun | None = None                 # begun here, for the task
-        self.last_waited = False      # the last handler begun here had to wait
-        self.answer_scheduled = False
-        self.failure: BaseException | None = None           # raised by every later read
-        self.eof = False              # the client closed its side (or the connection is gone)
-        self.lost = False             # the connection is gone
-        self.reading_paused = False
-        self.writing_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
         self.phase = _QUEUED
-        self.peer_gone = False        # closed while a request was in progress
+        self.received = 0          # bytes that arrived from the client
+        self.consumed = 0          # bytes the request loop has taken from the reader
+        self.eof = False
+        self.peer_gone = False     # closed while a request was in progress
         self.admitted = False
         self.deadline = _NEVER
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = _NEVER
-
-    # ---- protocol callbacks
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer = _format_peer(transport.get_extra_info("peername"))
-        self.server.register(self)
-        self.task = self.loop.create_task(self._run(), context=self.context)
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        if len(buffer) > self.server.pause_reading_at and not self.reading_paused:
-            # Resumed when the request loop needs more bytes than are buffered.
-            assert self.transport is not None
-            self.transport.pause_reading()
-            self.reading_paused = True
-        if not self.waiting_for_head:
-            self._wake_reader()
-        elif not self.last_waited:
-            self._answer_or_wake()
-        elif not self.answer_scheduled:
-            # The last handler here had to wait (a durable write, a parked poll): start this
-            # one after the other arrivals of this turn of the loop, so that requests waiting
-            # on shared work (the store's group commit) start together and share it.
-            self.answer_scheduled = True
-            self.loop.call_soon(self._answer_later)
-
-    def _answer_later(self) -> None:
-        self.answer_scheduled = False
-        if self.waiting_for_head:
-            self._answer_or_wake()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake_reader()
-        self._peer_closed(lost=False)
-        return True               # keep our side open: the answer in progress still goes out
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = self.lost = True
-        if exc is not None and self.failure is None:
-            self.failure = exc
-        self._wake_reader()
-        self._wake_drainer()
-        self._peer_closed(lost=True)
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        self._wake_drainer()
-        if self.phase == _WRITE and self.waiting_for_head:
-            self._answer_or_wake()          # the client took an answer given in data_received
-
-    def _peer_closed(self, lost: bool) -> None:
-        if self.phase == _HANDLER and (lost or not self.buffer):
-            self.peer_gone = True
-            if self.task is not None:
-                self.task.cancel()
-
-    # ---- answering in data_received
-
-    def _answer_or_wake(self) -> None:
-        """The task waits for its next request: answer what is buffered here, or wake it."""
-        if self._answer_buffered():
-            if self.phase == _IDLE or self.phase == _WRITE:
-                self._head_begins()
-            self._wake_reader()
-        elif not self.writing_paused:
-            self._keep_reading()            # the rest of a head is still to come
-
-    def _head_begins(self) -> bool:
-        """The first bytes of a request are buffered: start its header deadline. False, and
-        the reads fail with 400, when they cannot start a request-line: binary garbage or a
-        TLS hello is refused at once rather than at the deadline."""
-        self.arm(_HEAD, self.limits.header_timeout)
-        if request_prefix_ok(self.buffer):
-            return True
-        self._fail_reads(HttpError(400, "not an HTTP/1.x request"))
-        return False
-
-    def _answer_buffered(self) -> bool:
-        """Answer the complete plain requests in the buffer, each handler's first step run
-        here on behalf of the task. True when the task must take over: a request that is not
-        plain (a fault, a body still to come, chunked, 100-continue, a connection to close)
-        or a handler that has to wait. False when nothing is left for it: the buffer is empty
-        or holds the start of a head, or an answer waits for the client to read it."""
-        buffer = self.buffer
-        if self.writing_paused:
-            return False                    # resume_writing comes back here
-        if (self.handover is not None or self.failure is not None or self.server.closing
-                or not eager.available(self.loop)):
-            return True
-        assert self.transport is not None and self.task is not None
-        while buffer:
-            try:
-                head_end = self._find(_HEAD_END)
-            except _Overrun:
-                return True
-            if head_end < 0:             # a head is arriving
-                return self.phase != _HEAD and not self._head_begins()
-            plain = self._take_plain_request(head_end)
-            if plain is None:
-                return True
-            head, handler, request = plain
-            self.phase, self.deadline = _HANDLER, _NEVER
-            response = eager.start(handler(request), self.loop, self.task, self.context)
-            self.last_waited = isinstance(response, eager.Pending)
-            if isinstance(response, eager.Pending):
-                self.handover = _Begun(head, response)
-                return True
-            self.transport.write(self._response_bytes(head, response, True))
-            if self.writing_paused:
-                self.arm(_WRITE, self.limits.write_timeout)
-                return False
-        self.arm(_IDLE, self.limits.keepalive_timeout)
-        return False
-
-    def _take_plain_request(self, head_end: int
-                            ) -> tuple[RequestHead, Handler, Request] | None:
-        """The buffered request whose head ends at `head_end`, taken from the buffer, if it
-        is plain: a valid head for a route, keep-alive, and no body or a Content-Length body
-        that is all here. Otherwise None, and nothing is taken: the task reads it again."""
-        buffer = self.buffer
-        try:
-            head = parse_request_head(bytes(buffer[:head_end]), self.limits)
-            endpoint = self.server.endpoint(head)
-        except HttpError:
-            return None
-        end = head_end + head.content_length
-        if (endpoint is None or not head.keep_alive or head.expect_continue
-                or head.framing is Framing.CHUNKED or len(buffer) < end):
-            return None
-        body = bytes(buffer[head_end:end])
-        del buffer[:end]
-        self.scanned = 0
-        request = Request(head.method, head.target, head.path, head.query, head.version,
-                          head.headers, body, self.peer)
-        return head, endpoint.route.handler, request
+        server.register(self)
 
     # ---- deadline: one timer, re-armed only when it fires early
 
@@ -436,21 +276,35 @@ class _Connection(asyncio.Protocol):
             log.debug("%s: idle timeout, closing", self.peer)
             self.transport.close()
         elif phase == _HEAD:
-            self._fail_reads(HttpError(408, "request head not received in time"))
+            self.reader.set_exception(HttpError(408, "request head not received in time"))
         elif phase == _BODY:
-            self._fail_reads(HttpError(408, "request body not received in time"))
+            self.reader.set_exception(HttpError(408, "request body not received in time"))
         elif phase == _WRITE:
             log.info("%s: client does not read its response, dropping it", self.peer)
             self.transport.abort()
         elif phase == _LINGER:
             self.transport.close()
 
-    # ---- used by the server
+    # ---- events from the protocol
+
+    def head_started(self, first_bytes: bytes) -> None:
+        self.arm(_HEAD, self.limits.header_timeout)
+        if not request_prefix_ok(first_bytes):
+            # Set before the bytes are fed, so a reader waiting for the head raises now.
+            self.reader.set_exception(HttpError(400, "not an HTTP/1.x request"))
+
+    def peer_closed(self, lost: bool) -> None:
+        self.eof = True
+        if self.phase == _HANDLER and (lost or self.received == self.consumed):
+            self.peer_gone = True
+            if self.task is not None:
+                self.task.cancel()
 
     def close_if_idle(self) -> None:
         """Server shutdown: a connection waiting for its next request is closed now."""
-        if self.phase in (_IDLE, _QUEUED) and not self.buffer and self.transport is not None:
-            self.transport.close()
+        if self.phase in (_IDLE, _QUEUED) and self.received == self.consumed:
+            if self.transport is not None:
+                self.transport.close()
 
     def abort(self) -> None:
         """Server shutdown, grace over: stop whatever this connection is doing."""
@@ -459,155 +313,13 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # ---- reading from the buffer
-
-    def _fail_reads(self, failure: BaseException) -> None:
-        if self.failure is None:
-            self.failure = failure
-        self._wake_reader()
-
-    def _wake_reader(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            # From now on the task reads the buffer: nothing more is answered in the callbacks
-            # until it waits for a head again.
-            self.waiter, self.waiting_for_head = None, False
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _wake_drainer(self) -> None:
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _more_bytes(self) -> asyncio.Future[None]:
-        """A future the next arrival (or EOF, or a read failure) resolves."""
-        self._keep_reading()
-        waiter = self.waiter = self.loop.create_future()
-        return waiter
-
-    def _keep_reading(self) -> None:
-        if self.reading_paused:
-            assert self.transport is not None
-            self.reading_paused = False
-            self.transport.resume_reading()
-
-    def _take(self, count: int) -> bytes:
-        data = bytes(self.buffer[:count])
-        del self.buffer[:count]
-        self.scanned = 0
-        return data
-
-    def _find(self, separator: bytes) -> int:
-        """Where the buffered bytes through `separator` end, -1 if it has not arrived yet.
-        Raises _Overrun when it does not start within the head limit."""
-        buffer = self.buffer
-        limit = self.server.head_limit
-        found = buffer.find(separator, self.scanned)
-        if found < 0:
-            # Resume the search where the separator could still start: a slow client
-            # costs linear time, not quadratic.
-            self.scanned = max(0, len(buffer) + 1 - len(separator))
-            if self.scanned > limit:
-                raise _Overrun()
-            return -1
-        if found > limit:
-            raise _Overrun()
-        return found + len(separator)
-
-    def _take_through(self, separator: bytes) -> bytes | None:
-        """The buffered bytes through `separator`, or None if it has not arrived yet. Raises
-        _Overrun when it does not start within the head limit."""
-        end = self._find(separator)
-        return None if end < 0 else self._take(end)
-
-    def _buffered_head(self) -> bytes | None:
-        """The next request head through its empty line if it is all here, else None.
-        Raises the HttpError of an oversized head."""
-        try:
-            return self._take_through(_HEAD_END)
-        except _Overrun:
-            prefix = self._take(self.server.head_limit + 1)
-            raise classify_oversized_head(prefix, self.limits) from None
-
-    async def _read_head(self) -> bytes | None:
-        """The next request head through its empty line; None when the client closed
-        instead, or when data_received began the next request itself (`handover`). Raises
-        the read failure, or the HttpError of an oversized head."""
-        while self.handover is None:
-            if self.failure is not None:
-                raise self.failure
-            head = self._buffered_head() if self.buffer else None
-            if head is not None:
-                return head
-            if self.eof:
-                if self.buffer.strip():
-                    log.debug("%s: connection closed inside a request head", self.peer)
-                return None
-            self.waiting_for_head = True
-            try:
-                await self._more_bytes()
-            except asyncio.CancelledError as cancelled:
-                await self._cancel_handover(cancelled)
-                raise
-            finally:
-                self.waiting_for_head = False
-        return None
-
-    def _take_over(self) -> tuple[RequestHead, Awaitable[Response]]:
-        """The request data_received began: its head, and its handler to finish."""
-        begun, self.handover = self.handover, None
-        assert begun is not None
-        return begun.head, eager.finish(begun.pending)
-
-    async def _cancel_handover(self, cancelled: asyncio.CancelledError) -> None:
-        """The task was cancelled just as data_received handed it a waiting handler: the
-        handler gets the cancellation where it waits, as it would have in the task."""
-        begun, self.handover = self.handover, None
-        if begun is not None and begun.pending.coroutine is not None:
-            await eager.finish(begun.pending, cancelled)
-
-    async def _read_line(self) -> bytes:
-        """Bytes through the next LF (a chunk-size or trailer line)."""
-        while True:
-            if self.failure is not None:
-                raise self.failure
-            try:
-                line = self._take_through(b"\n")
-            except _Overrun:
-                raise HttpError(400, "chunk line too long") from None
-            if line is not None:
-                return line
-            if self.eof:
-                raise asyncio.IncompleteReadError(bytes(self.buffer), None)
-            await self._more_bytes()
-
-    async def _read_exactly(self, count: int) -> bytes:
-        while True:
-            if self.failure is not None:
-                raise self.failure
-            if len(self.buffer) >= count:
-                return self._take(count)
-            if self.eof:
-                raise asyncio.IncompleteReadError(bytes(self.buffer), count)
-            await self._more_bytes()
-
-    async def _read_some(self, most: int) -> bytes:
-        """Between 1 and `most` bytes; b"" once the client closed and all was read."""
-        while True:
-            if self.failure is not None:
-                raise self.failure
-            if self.buffer:
-                return self._take(most)
-            if self.eof:
-                return b""
-            await self._more_bytes()
-
     # ---- the task
 
-    async def _run(self) -> None:
+    async def run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.task = asyncio.current_task()
+        self.writer = writer
+        self.transport = writer.transport
+        self.peer = _format_peer(writer.get_extra_info("peername"))
         try:
             self.admitted = await self.server.admit()
             if self.admitted:
@@ -616,8 +328,9 @@ class _Connection(asyncio.Protocol):
                 await self._fail(HttpError(503, "too many connections",
                                            headers=[("Retry-After", "1")]))
         except asyncio.CancelledError:
-            # Only this server cancels a connection task (client gone, shutdown): the task
-            # ends normally.
+            # Only this server cancels a connection task (client gone, shutdown). The task
+            # ends normally: on Python 3.11 the streams callback of a cancelled connection
+            # task reports a spurious error.
             log.debug("%s: connection cancelled (client gone: %s)", self.peer, self.peer_gone)
         except (OSError, asyncio.IncompleteReadError) as exc:
             # The client vanished (reset, EOF mid-message, broken pipe): its own business.
@@ -644,15 +357,15 @@ class _Connection(asyncio.Protocol):
         self.server.unregister(self)
 
     async def _serve(self) -> None:
-        """The request loop, for all that data_received leaves to the task: handlers that
-        wait, requests that are not plain (faults, bodies still to come, chunked bodies,
-        100-continue, a connection to close), and every request it cannot answer itself."""
-        server, limits, buffer = self.server, self.limits, self.buffer
+        """The request loop. The common case (a complete head, a Content-Length body that
+        already arrived, a small response) runs inline without helper coroutines: this loop
+        is the per-request cost of every call."""
+        server, limits, reader = self.server, self.limits, self.reader
         assert self.transport is not None
         transport = self.transport
         idle_timeout = limits.header_timeout     # a fresh connection: the first byte comes soon
         while True:
-            if buffer:
+            if self.received > self.consumed:
                 self.arm(_HEAD, limits.header_timeout)    # pipelined bytes already here
             elif server.closing:
                 return                                    # shutting down: no new request
@@ -660,49 +373,48 @@ class _Connection(asyncio.Protocol):
                 self.arm(_IDLE, idle_timeout)
             idle_timeout = limits.keepalive_timeout
             head_request = must_close = False
-            handling: Awaitable[Response] | None = None
             try:
-                # Pipelined bytes may hold the whole head already: no need to wait then.
-                raw = self._buffered_head() if buffer and self.failure is None else None
-                if raw is None:
-                    raw = await self._read_head()
-                if raw is not None:
-                    head = parse_request_head(raw, limits)
-                    head_request = head.method == "HEAD"
-                    endpoint = server.endpoint(head)
-                elif self.handover is None:
-                    return                                # the client closed
+                try:
+                    raw = await reader.readuntil(_HEAD_END)
+                except asyncio.IncompleteReadError as exc:
+                    if exc.partial.strip():
+                        log.debug("%s: connection closed inside a request head", self.peer)
+                    return
+                except asyncio.LimitOverrunError:
+                    prefix = await reader.read(server.head_limit + 1)
+                    raise classify_oversized_head(prefix, limits) from None
+                self.consumed += len(raw)
+                head = parse_request_head(raw, limits)
+                head_request = head.method == "HEAD"
+                endpoint = server.endpoint(head)
             except HttpError as err:
                 if await self._fail(err, head_request):
                     continue
                 return
 
-            if raw is None:
-                head, handling = self._take_over()        # begun in data_received
-            elif endpoint is None:
+            if endpoint is None:
                 response = server.options_response()
             else:
                 if head.framing is Framing.NONE:
                     body = b""
                 elif (head.framing is Framing.LENGTH and not head.expect_continue
-                      and len(buffer) >= head.content_length):
-                    body = self._take(head.content_length)          # already here
+                      and self.received - self.consumed >= head.content_length):
+                    body = await reader.readexactly(head.content_length)   # already here
+                    self.consumed += len(body)
                 else:
                     try:
                         body = await self._read_body(head, endpoint.max_body)
                     except HttpError as err:
                         await self._fail(err)
                         return
-                if self.eof and not buffer:
+                if self.eof and self.received == self.consumed:
                     log.debug("%s: client closed before its request was handled", self.peer)
                     return
-                handling = endpoint.route.handler(Request(
-                    head.method, head.target, head.path, head.query, head.version,
-                    head.headers, body, self.peer))
-            if handling is not None:
+                request = Request(head.method, head.target, head.path, head.query,
+                                  head.version, head.headers, body, self.peer)
                 self.phase, self.deadline = _HANDLER, _NEVER
                 try:
-                    response = await handling
+                    response = await endpoint.route.handler(request)
                 except asyncio.CancelledError:
                     raise
                 except HttpError as err:             # a handler may refuse at the HTTP level
@@ -717,7 +429,7 @@ class _Connection(asyncio.Protocol):
 
             keep = head.keep_alive and not server.closing and not must_close
             transport.write(self._response_bytes(head, response, keep))
-            if self.writing_paused:       # past the transport's high-water mark (64 KiB)
+            if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
                 await self._drain()
             if not keep:
                 # The request was read to its end: linger only if more bytes came after it.
@@ -731,20 +443,27 @@ class _Connection(asyncio.Protocol):
             self.transport.write(_CONTINUE)
         self.arm(_BODY, self.limits.body_timeout)
         if head.framing is Framing.LENGTH:
-            return await self._read_exactly(head.content_length)
+            body = await self.reader.readexactly(head.content_length)
+            self.consumed += len(body)
+            return body
         return await self._read_chunked(max_body)
 
     async def _read_chunked(self, max_body: int) -> bytes:
+        reader = self.reader
         decoder = ChunkedDecoder(max_body)
         parts: list[bytes] = []
         while not decoder.done:
             wanted = decoder.wanted()
             if wanted is None:
-                data = await self._read_line()
+                try:
+                    data = await reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError:
+                    raise HttpError(400, "chunk line too long") from None
             else:
-                data = await self._read_some(wanted)
+                data = await reader.read(wanted)
                 if not data:
                     raise asyncio.IncompleteReadError(b"", wanted)
+            self.consumed += len(data)
             chunk = decoder.feed(data)
             if chunk:
                 parts.append(chunk)
@@ -767,17 +486,14 @@ class _Connection(asyncio.Protocol):
 
     async def _drain(self) -> None:
         """Wait until the client took enough of the response (bounded by write_timeout)."""
+        assert self.writer is not None
         self.arm(_WRITE, self.limits.write_timeout)
-        while self.writing_paused:
-            if self.failure is not None:
-                # A read failure (a timeout) is being answered right now: the answer is
-                # queued and the connection closes after it.
-                log.debug("%s: drain after a read failure: %r", self.peer, self.failure)
-                return
-            if self.lost:
-                raise ConnectionResetError("connection lost while writing")
-            self.drain_waiter = self.loop.create_future()
-            await self.drain_waiter
+        try:
+            await self.writer.drain()
+        except HttpError as exc:
+            # StreamWriter.drain re-raises the reader's failure (a timeout being answered
+            # right now); the answer is queued and the connection closes after it.
+            log.debug("%s: drain after a read failure: %r", self.peer, exc)
 
     async def _fail(self, err: HttpError, head_request: bool = False) -> bool:
         """Answer a protocol fault; True when the connection can go on."""
@@ -789,7 +505,7 @@ class _Connection(asyncio.Protocol):
         self.transport.write(format_response(error.status, error.body, error.content_type,
                                              error.headers, now=self.server.clock.time(),
                                              close=not keep, include_body=not head_request))
-        if self.writing_paused:
+        if self.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             await self._drain()
         if keep:
             return True
@@ -802,23 +518,23 @@ class _Connection(asyncio.Protocol):
 
         After an early answer the client may still be sending the body it announced, so we
         always linger then; `only_if_unread` skips it when nothing unread has arrived."""
-        assert self.transport is not None
+        assert self.writer is not None and self.transport is not None
         if self.transport.is_closing():
             return
         try:
-            self.transport.write_eof()
+            self.writer.write_eof()
         except OSError as exc:
             log.debug("%s: cannot half-close: %r", self.peer, exc)
             return
-        if only_if_unread and not self.buffer:
+        if only_if_unread and self.received == self.consumed:
             return
         self.arm(_LINGER, LINGER_SECONDS)
         discarded = 0
         while discarded < LINGER_MAX_BYTES:
             try:
-                chunk = await self._read_some(65536)
+                chunk = await self.reader.read(65536)
             except (HttpError, ConnectionError) as exc:
-                # The reading side already failed (e.g. after a 408): nothing more to drain.
+                # The reader already failed (e.g. after a 408): nothing more to drain.
                 log.debug("%s: lingering close ends: %r", self.peer, exc)
                 return
             if not chunk:
