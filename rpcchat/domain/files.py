@@ -137,7 +137,8 @@ class Upload:
 
 
 class FileService:
-    """The file methods. Results are shaped like the contract's, with server_time."""
+    """The file methods. Results are shaped like the contract's;
+    the JSON-RPC layer adds server_time."""
 
     def __init__(self, core: ChatCore, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  upload_idle: float = UPLOAD_IDLE_TIMEOUT,
@@ -506,4 +507,4 @@ class FileService:
             raise InternalError(f"file storage failed while {what}") from exc
 
     def _result(self, **fields: object) -> Wire:
-        return {**fields, "server_time": self._core.clock.time()}
+        return dict(fields)

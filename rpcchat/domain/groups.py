@@ -112,7 +112,8 @@ class _Undo:
 
 
 class GroupChats:
-    """The group chat methods. Results are shaped like the contract's, with server_time."""
+    """The group chat methods. Results are shaped like the contract's;
+    the JSON-RPC layer adds server_time."""
 
     def __init__(self, core: ChatCore) -> None:
         self._core = core
@@ -140,7 +141,7 @@ class GroupChats:
         return token
 
     def _result(self, **fields: object) -> Wire:
-        return {**fields, "server_time": self._core.clock.time()}
+        return dict(fields)
 
     # --- create and invite -------------------------------------------------------------
 

@@ -174,7 +174,7 @@ class MessageRules:
     async def comment(self, actor: Actor, message_id: object, text: object,
                       client_msg_id: object = None) -> Wire:
         """A message whose parent is `message_id`, in the parent's chat. Result:
-        {message, server_time}."""
+        {message}."""
         core = self._core
         core.ensure_running()
         me = core.actor(actor)
@@ -189,7 +189,7 @@ class MessageRules:
         else:
             wire = await self._send_once(me, body, None, parent.chat_id, request_id,
                                          parent=parent)
-        return {"message": wire, "server_time": core.clock.time()}
+        return {"message": wire}
 
     # --- scheduled messages ----------------------------------------------------------
 
@@ -199,12 +199,12 @@ class MessageRules:
 
     async def schedule(self, me: UserState, body: str, recipient: str | None, chat_ref: str,
                        request_id: str | None, deliver_at: float) -> Wire:
-        """`send` with `at`/`delay`: a pending Scheduled. Result: {scheduled, server_time}."""
+        """`send` with `at`/`delay`: a pending Scheduled. Result: {scheduled}."""
         core = self._core
         if request_id is not None:
             known = await self._scheduled_before(me, request_id)
             if known is not None:
-                return {"scheduled": known.wire(), "server_time": core.clock.time()}
+                return {"scheduled": known.wire()}
         now = core.clock.time()
         self.moderation.check_can_post(me.user_id, now)
         chat_id, to_user_id = self._destination(me, recipient, chat_ref)
@@ -231,7 +231,7 @@ class MessageRules:
         await core.writes.wait(item.stored, "scheduling a message")
         logger.info("scheduled: user=%s chat=%s id=%s at %.3f", me.name, chat_id,
                     item.scheduled_id, deliver_at)
-        return {"scheduled": created, "server_time": core.clock.time()}
+        return {"scheduled": created}
 
     async def _scheduled_before(self, me: UserState, request_id: str) -> ScheduledItem | None:
         """The scheduled message a retry with this client_msg_id already made, if any."""
@@ -269,8 +269,7 @@ class MessageRules:
         core = self._core
         core.ensure_running()
         me = core.actor(actor)
-        return {"scheduled": [item.wire() for item in self.scheduler.pending_of(me.user_id)],
-                "server_time": core.clock.time()}
+        return {"scheduled": [item.wire() for item in self.scheduler.pending_of(me.user_id)]}
 
     async def scheduled_cancel(self, actor: Actor, item_id: object) -> Wire:
         """Cancel one of the caller's pending scheduled messages. Someone else's id is
@@ -287,7 +286,7 @@ class MessageRules:
         cancelled, applied = self._cancel(item, core.clock.time(), None)
         await core.writes.wait(applied, "cancelling a scheduled message")
         logger.info("scheduled message cancelled: user=%s id=%s", me.name, item.scheduled_id)
-        return {"scheduled": cancelled, "server_time": core.clock.time()}
+        return {"scheduled": cancelled}
 
     def _cancel(self, item: ScheduledItem, now: float,
                 reason: str | None) -> tuple[Wire, asyncio.Future[None]]:
@@ -352,7 +351,7 @@ class MessageRules:
     # --- reports and bans ------------------------------------------------------------
 
     async def report(self, actor: Actor, user: object, reason: object = None) -> Wire:
-        """Report `user`. Result: {user, warnings, banned_until, server_time}."""
+        """Report `user`. Result: {user, warnings, banned_until}."""
         core = self._core
         core.ensure_running()
         me = core.actor(actor)
@@ -378,7 +377,7 @@ class MessageRules:
                 on_failure=lambda: self.moderation.undo(other.user_id, me.user_id, outcome))
             await core.writes.wait(applied, "filing a report")
         return {"user": other.name, "warnings": outcome.warnings,
-                "banned_until": outcome.banned_until, "server_time": core.clock.time()}
+                "banned_until": outcome.banned_until}
 
     # --- expiry ----------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """`ChatService`: accounts, sessions, chats, messages, events and long-poll.
 
 Every rule of the chat lives here; RPC handlers only pass parameters in and results out.
-Results are plain dicts shaped exactly like the contract's results (see API.md), each
-with `server_time`.
+Results are plain dicts shaped exactly like the contract's results (see API.md); the
+JSON-RPC layer adds `server_time` to each.
 
 How state flows:
 - Reads on the hot paths (authenticate, poll, unread, membership checks) use in-memory
@@ -296,7 +296,7 @@ class ChatService:
 
     async def connect(self, name: object, password: object, history: object = None) -> Wire:
         """Log in, creating the account on first use. Result: {token, user, cursor,
-        history: [Message] (newest N of general, oldest first), unread, server_time}."""
+        history: [Message] (newest N of general, oldest first), unread}."""
         self._ensure_running()
         display = validation.user_name(name, "name")
         secret = validation.password(password)
@@ -315,7 +315,6 @@ class ChatService:
             "cursor": user.cursor,
             "history": self._recent_general(count),
             "unread": self._feed.unread.unread(user),
-            "server_time": self._clock.time(),
         }
 
     def authenticate(self, token: object) -> Session:
@@ -343,7 +342,7 @@ class ChatService:
         await self._writes.commit([RevokeSession(session.session_id, self._clock.time())],
                                   "revoking a session")
         logger.info("disconnect: user=%s session=%d", session.user, session.session_id)
-        return {"ok": True, "server_time": self._clock.time()}
+        return {"ok": True}
 
     async def _login_or_create(
         self, display: str, key: str, secret: str
@@ -466,8 +465,8 @@ class ChatService:
         delay: object = None,
     ) -> Wire:
         """Post a message to `general`, to a user (`to`: opens or reuses the direct chat)
-        or to a chat id (`chat`). Result: {message: Message, server_time}. With `at` (a
-        future time) or `delay` (seconds) it is scheduled instead: {scheduled, server_time}."""
+        or to a chat id (`chat`). Result: {message: Message}. With `at` (a
+        future time) or `delay` (seconds) it is scheduled instead: {scheduled}."""
         self._ensure_running()
         me = self._actor(user)
         body = validation.message_text(text, self._config.max_text)
@@ -485,7 +484,7 @@ class ChatService:
             await self._writes.wait(applied, "sending a message")
         else:
             wire = await self._send_once(me, body, recipient, chat_ref, request_id)
-        return {"message": wire, "server_time": self._clock.time()}
+        return {"message": wire}
 
     async def history(
         self,
@@ -494,7 +493,7 @@ class ChatService:
         before: object = None,
         limit: object = DEFAULT_HISTORY_LIMIT,
     ) -> Wire:
-        """Messages of a chat the user is in, oldest first: {messages, more, server_time}.
+        """Messages of a chat the user is in, oldest first: {messages, more}.
         `before` is a message id (exclusive); `more` says whether older ones exist."""
         self._ensure_running()
         me = self._actor(user)
@@ -506,7 +505,7 @@ class ChatService:
             self._store.message_history(target.chat_id, before_id, count), "reading history")
         # Expired rows are deleted in batches; until then they are hidden here.
         now = self._clock.time()
-        return {"messages": alive(messages, now), "more": more, "server_time": now}
+        return {"messages": alive(messages, now), "more": more}
 
     async def _send_once(
         self, me: UserState, body: str, recipient: str | None, chat_ref: str, request_id: str,
@@ -752,7 +751,7 @@ class ChatService:
     # --- status ----------------------------------------------------------------------
 
     async def status(self, session: Session | None = None) -> Wire:
-        """{server: {version, uptime, users, online}, me?: {...}, server_time}.
+        """{server: {version, uptime, users, online}, me?: {...}}.
         `online` counts distinct users with a waiting poll or a request in the last
         `online_window` seconds."""
         self._ensure_running()
@@ -765,7 +764,6 @@ class ChatService:
                 "users": len(self._users_by_id),
                 "online": len(online),
             },
-            "server_time": self._clock.time(),
         }
         if session is not None:
             result["me"] = self._me(self._live_session(session).user)
@@ -801,7 +799,7 @@ class ChatService:
         wait: object = True,
     ) -> Wire:
         """Events the user sees with seq > since (default: the user's cursor), waiting up to
-        `timeout` s for one. Result: {events, next, more, unread, server_time}.
+        `timeout` s for one. Result: {events, next, more, unread}.
         `since` acknowledges: the user's cursor becomes max(cursor, since)."""
         self._ensure_running()
         state = self._live_session(session)
@@ -844,7 +842,6 @@ class ChatService:
             "next": next_position,
             "more": more,
             "unread": self._feed.unread.unread(user),
-            "server_time": self._clock.time(),
         }
 
     async def _acknowledge(self, user: UserState, since: int) -> None:
