@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from rpcchat.config import HttpLimits
 from rpcchat.transport.parsing import (
-    ChunkedDecoder, Framing, HttpError, ResponseHead, parse_response_head,
+    ChunkedDecoder, Framing, HttpError, ResponseHead, first_header, parse_response_head,
 )
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ class HttpResponse:
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
-        wanted = name.lower()
-        return next((value for key, value in self.headers if key.lower() == wanted), None)
+        return first_header(self.headers, name)
 
 
 @dataclass(frozen=True)

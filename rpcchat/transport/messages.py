@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from rpcchat.transport.parsing import first_header
+
 
 @dataclass(slots=True)
 class Request:
@@ -21,11 +23,7 @@ class Request:
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key == wanted:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 @dataclass(slots=True)

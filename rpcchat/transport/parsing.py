@@ -149,6 +149,15 @@ class RequestHead:
     host: str | None
 
 
+def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header `name` (case-insensitive) among lower-cased field names."""
+    wanted = name.lower()
+    for key, value in headers:
+        if key == wanted:
+            return value
+    return None
+
+
 @dataclass(slots=True)
 class ResponseHead:
     version: str
@@ -161,11 +170,7 @@ class ResponseHead:
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key == wanted:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 # ---------------------------------------------------------------------------------------------
