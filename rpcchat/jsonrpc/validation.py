@@ -389,7 +389,7 @@ class TypeCompiler:
         low = _whole_number(resolve_bound(rule.min, self.owner, self.where), self.where)
         high = _whole_number(resolve_bound(rule.max, self.owner, self.where), self.where)
         low = low or 0
-        unit = "characters" if kind == "string" else "items"
+        unit = "character" if kind == "string" else "item"
         if low:
             schema["minLength" if kind == "string" else "minItems"] = low
         if high is not None:
@@ -401,11 +401,13 @@ class TypeCompiler:
         def check(value: Any, field: str) -> None:
             size = len(value)
             if size < low:
-                raise InvalidParams(field, f"must have at least {low} {unit}")
+                at_least = _count(low, unit)
+                reason = "must not be empty" if low == 1 else f"must have at least {at_least}"
+                raise InvalidParams(field, reason)
             if high is not None and size > high:
                 if too_large is not None:
                     raise TooLarge(too_large, high)
-                raise InvalidParams(field, f"must have at most {high} {unit}")
+                raise InvalidParams(field, f"must have at most {_count(high, unit)}")
 
         return check
 
@@ -449,3 +451,8 @@ def _kind_phrase(kind: str) -> str:
         "string": "a string", "integer": "an integer", "number": "a number",
         "boolean": "a boolean", "null": "null", "array": "an array", "object": "an object",
     }.get(kind, f"a {kind} value")
+
+
+def _count(number: int, unit: str) -> str:
+    """"1 character", "2 characters": error reasons read as sentences."""
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"

@@ -247,3 +247,31 @@ async def test_text_over_the_configured_limit_is_too_large(param_dispatcher: Dis
     reply = await call(param_dispatcher, "limits", {"text": "a" * 11})
     assert reply["error"]["code"] == -32007
     assert reply["error"]["data"] == {"limit": 10}
+
+
+class _NoTokens:
+    async def authenticate(self, token: str) -> Any:
+        raise AssertionError("no method here needs a token")
+
+
+class _Words:
+    @rpc_method("words", auth=Auth.NONE)
+    async def words(self, ctx: CallContext, name: Annotated[str, Length(1, 1)] = "x",
+                    tags: Annotated[list[str], Length(2, 3)] | None = None) -> dict[str, int]:
+        return {}
+
+
+async def test_length_reasons_read_as_sentences() -> None:
+    registry = Registry()
+    registry.add(_Words())
+    dispatcher = Dispatcher(registry, _NoTokens(), ManualClock())
+
+    async def reason(params: dict[str, object]) -> str:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "words", "params": params})
+        answer = json.loads((await dispatcher.dispatch(body.encode(), None)).body or b"")
+        return str(answer["error"]["data"]["reason"])
+
+    assert await reason({"name": ""}) == "must not be empty"
+    assert await reason({"name": "ab"}) == "must have at most 1 character"
+    assert await reason({"tags": ["a"]}) == "must have at least 2 items"
+    assert await reason({"tags": ["a", "b", "c", "d"]}) == "must have at most 3 items"
