@@ -57,6 +57,7 @@ from rpcchat.domain.group_file_sql import GROUP_FILE_MIGRATION, apply_group_file
     find_file_message, load_group_file_state
 from rpcchat.domain.feature_records import FEATURE_CHANGE_TYPES
 from rpcchat.domain.feature_store import SCHEMA_STEP_2, apply_feature_change
+from rpcchat.domain.journal import ChangeCodec, JournalWriter, batches, recover, remove_files
 from rpcchat.domain.message_sql import MESSAGE_SELECT, message_from_row
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ T = TypeVar("T")
 
 DB_FILENAME = "rpcchat.sqlite3"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+# How long the writer thread lets journaled writes gather before it applies them (unless
+# a read is waiting for them).
+JOURNAL_LINGER = 0.01
 _MAX_ID = 2**63 - 1
 # Above this many chats the SQL pre-filter is skipped (SQLite caps bound parameters).
 _MAX_CHATS_IN_QUERY = 500
@@ -144,6 +148,8 @@ _MIGRATIONS: list[list[str]] = [
     ],
     SCHEMA_STEP_2,  # 2: rate counts, reports and bans, scheduled messages
     GROUP_FILE_MIGRATION,  # 3: join links, join requests, uploads, messages by file
+    # 4: the number of the last journal record applied (see journal.py)
+    ["INSERT INTO meta (key, value) VALUES ('journal_applied', 0)"],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -169,6 +175,12 @@ class SqliteStore:
         self._writer: _DbWorker | None = None
         self._reader: _DbWorker | None = None
         self._accepting = False
+        # synchronous=FULL means surviving a power cut: those writes commit to SQLite
+        # before they are acknowledged. NORMAL writes are acknowledged from the journal.
+        self._codec = ChangeCodec() if mode == "NORMAL" else None
+        self._journal: JournalWriter | None = None
+        self._applied = 0  # the last journal record the database holds (loop side)
+        self._catching_up: list[tuple[int, asyncio.Future[None]]] = []  # ascending
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -177,18 +189,30 @@ class SqliteStore:
             raise RuntimeError("store is already open")
         loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _DbWorker(
-            "rpcchat-db-writer", partial(self._connect, read_only=False), loop, self._max_batch
+        self._writer = writer = _DbWorker(
+            "rpcchat-db-writer", partial(self._connect, read_only=False), loop, self._max_batch,
+            on_applied=self._note_applied, linger=JOURNAL_LINGER,
         )
-        self._writer.start()
+        writer.start()
+        writer.stopped.add_done_callback(self._writer_stopped)
         try:
-            await self._writer.call(_migrate)
-            snapshot = await self._writer.call(
+            await writer.call(_migrate)
+            if self._codec is not None:
+                last, generation = await writer.call(partial(
+                    _replay, directory=self.path.parent, codec=self._codec,
+                    commit=writer.commit_on_thread, batch=self._max_batch))
+                self._applied = last
+                self._journal = JournalWriter(self.path.parent, self._codec,
+                                              next_number=last + 1, generation=generation + 1)
+            snapshot = await writer.call(
                 partial(_load_snapshot, window=window, recent_general=recent_general)
             )
         except BaseException:
-            await self._writer.stop()
+            await writer.stop()
             self._writer = None
+            if self._journal is not None:
+                self._journal.close(all_applied=False)
+                self._journal = None
             raise
         self._reader = _DbWorker(
             "rpcchat-db-reader", partial(self._connect, read_only=True), loop, 1
@@ -208,6 +232,10 @@ class SqliteStore:
         # The writer drains its queue before it stops, so every submitted write commits.
         if writer is not None:
             await writer.stop()
+        if self._journal is not None:
+            # Every record applied: the files are not needed to open the database again.
+            self._journal.close(all_applied=self._applied >= self._journal.last_number)
+            self._journal = None
         if reader is not None:
             await reader.stop()
         logger.info("store closed: %s", self.path)
@@ -223,7 +251,44 @@ class SqliteStore:
     def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
         if not self._accepting or self._writer is None:
             raise StoreClosed("store is not open")
-        return self._writer.write(tuple(changes))
+        batch = tuple(changes)
+        if self._journal is None:
+            return self._writer.write(batch)
+        number = self._journal.append(batch)  # raises JournalError: not acknowledged
+        self._writer.apply(batch, number)
+        durable: asyncio.Future[None] = self._writer.loop.create_future()
+        durable.set_result(None)
+        return durable
+
+    def _note_applied(self, number: int) -> None:
+        """The writer thread committed every journal record up to `number`."""
+        self._applied = max(self._applied, number)
+        if self._journal is not None:
+            self._journal.applied(number)
+        waiting = self._catching_up
+        while waiting and waiting[0][0] <= self._applied:
+            _, future = waiting.pop(0)
+            if not future.done():
+                future.set_result(None)
+
+    def _writer_stopped(self, stopped: asyncio.Future[None]) -> None:
+        # Nothing will be applied any more: reads waiting for that must not hang.
+        waiting, self._catching_up = self._catching_up, []
+        for _, future in waiting:
+            if not future.done():
+                future.set_exception(StoreClosed("storage stopped"))
+
+    async def _caught_up(self) -> None:
+        """Wait until the database holds every write acknowledged so far, so that a read
+        sees them all (writes are acknowledged from the journal, before SQLite has them)."""
+        journal = self._journal
+        if journal is None or self._applied >= journal.last_number:
+            return
+        assert self._writer is not None
+        future: asyncio.Future[None] = self._writer.loop.create_future()
+        self._catching_up.append((journal.last_number, future))
+        self._writer.hurry()
+        await future
 
     # --- reads -------------------------------------------------------------------------
 
@@ -266,10 +331,14 @@ class SqliteStore:
     async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if not self._accepting or self._reader is None:
             raise StoreClosed("store is not open")
+        await self._caught_up()
+        if self._reader is None:
+            raise StoreClosed("store closed")
         return await self._reader.call(job)
 
     def _connect(self, *, read_only: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        # Room for the multi-row INSERTs of every size (see _insert_rows) besides the rest.
+        conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=512)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise RuntimeError(f"SQLite refused WAL mode (got {mode!r}) for {self.path}")
@@ -293,7 +362,8 @@ class _CallJob(Generic[T]):
 @dataclass(slots=True)
 class _WriteJob:
     changes: tuple[Change, ...]
-    future: asyncio.Future[None]
+    future: asyncio.Future[None] | None  # None: acknowledged already (journaled)
+    number: int = 0  # its journal record; 0 when it was not journaled
 
 
 class _Stop:
@@ -302,6 +372,8 @@ class _Stop:
 
 _Job = _CallJob[Any] | _WriteJob | _Stop
 _Outcome = tuple["asyncio.Future[Any]", BaseException | None, Any]
+# Journaled writes are reported by the number of the last record applied.
+AppliedCallback = Callable[[int], None]
 
 
 class _DbWorker:
@@ -313,8 +385,13 @@ class _DbWorker:
         connect: Callable[[], sqlite3.Connection],
         loop: asyncio.AbstractEventLoop,
         max_batch: int,
+        on_applied: AppliedCallback | None = None,
+        linger: float = 0.0,
     ) -> None:
         self._connect = connect
+        self._on_applied = on_applied
+        self._linger = linger
+        self._hurry = threading.Event()
         self._loop = loop
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -323,21 +400,47 @@ class _DbWorker:
         self.transactions = 0
         self.writes = 0
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def stopped(self) -> asyncio.Future[None]:
+        """Resolves when the thread has ended (stopped, or failed)."""
+        return self._stopped
+
     def start(self) -> None:
         self._thread.start()
+
+    def commit_on_thread(self, conn: sqlite3.Connection,
+                         records: Sequence[tuple[tuple[Change, ...], int]]) -> None:
+        """Apply journal records (changes, number) now, as one group commit; for jobs that
+        already run on this worker's thread."""
+        self._commit(conn, [_WriteJob(changes, None, number) for changes, number in records])
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_CallJob(fn, future))
+        self._hurry.set()
         return future
 
     def write(self, changes: tuple[Change, ...]) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._loop.create_future()
         self._queue.put(_WriteJob(changes, future))
+        self._hurry.set()
         return future
+
+    def hurry(self) -> None:
+        """Someone waits for the journaled writes queued so far: apply them now."""
+        self._hurry.set()
+
+    def apply(self, changes: tuple[Change, ...], number: int) -> None:
+        """Apply journal record `number` (already acknowledged) in a later transaction."""
+        self._queue.put(_WriteJob(changes, None, number))
 
     async def stop(self) -> None:
         self._queue.put(_Stop())
+        self._hurry.set()
         await asyncio.shield(self._stopped)
 
     # Everything below runs on the worker thread.
@@ -360,10 +463,11 @@ class _DbWorker:
             jobs = self._take_jobs()
             outcomes: list[_Outcome] = []
             index = 0
+            applied = 0
             while index < len(jobs):
                 job = jobs[index]
                 if isinstance(job, _Stop):
-                    self._deliver(outcomes)
+                    self._deliver(outcomes, applied)
                     self._fail_jobs(jobs[index + 1:], StoreClosed("store closed"))
                     return
                 if isinstance(job, _WriteJob):
@@ -372,14 +476,20 @@ class _DbWorker:
                         end += 1
                     group = [j for j in jobs[index:end] if isinstance(j, _WriteJob)]
                     outcomes.extend(self._commit(conn, group))
+                    applied = max(applied, *(j.number for j in group))
                     index = end
                 else:
                     outcomes.append(self._run_call(conn, job))
                     index += 1
-            self._deliver(outcomes)
+            self._deliver(outcomes, applied)
 
     def _take_jobs(self) -> list[_Job]:
         jobs = [self._queue.get()]
+        if isinstance(jobs[0], _WriteJob) and jobs[0].future is None and self._linger:
+            # Nobody waits for a journaled write: let more arrive, for one big transaction
+            # and fewer hand-offs between this thread and the loop. hurry() cuts this short.
+            self._hurry.wait(self._linger)
+        self._hurry.clear()  # before draining: a hurry() from now on is for the next round
         while len(jobs) < self._max_batch:
             try:
                 jobs.append(self._queue.get_nowait())
@@ -397,31 +507,50 @@ class _DbWorker:
     def _commit(self, conn: sqlite3.Connection, group: list[_WriteJob]) -> list[_Outcome]:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            counters = _Counters()
+            batch = _Batch()
             for job in group:
                 for change in job.changes:
-                    _apply_change(conn, change, counters)
-            counters.save(conn)
+                    _apply_change(conn, change, batch)
+                batch.record = max(batch.record, job.number)
+            batch.save(conn)
             conn.execute("COMMIT")
         except Exception as exc:
             _rollback(conn)
             if len(group) == 1:
-                logger.error("write failed and was rolled back: %r", exc)
-                return [(group[0].future, exc, None)]
+                return self._refused(conn, group[0], exc)
             logger.warning("group commit of %d writes failed (%r); retrying one by one",
                            len(group), exc)
             return [outcome for job in group for outcome in self._commit(conn, [job])]
         self.transactions += 1
         self.writes += len(group)
-        return [(job.future, None, None) for job in group]
+        return [(job.future, None, None) for job in group if job.future is not None]
 
-    def _deliver(self, outcomes: list[_Outcome]) -> None:
-        if not outcomes:
+    def _refused(self, conn: sqlite3.Connection, job: _WriteJob, exc: Exception) -> list[_Outcome]:
+        if job.future is not None:
+            logger.error("write failed and was rolled back: %r", exc)
+            return [(job.future, exc, None)]
+        # Acknowledged already: the service checks every write in memory first, so this is
+        # a defect, not a client's error. Skip the record (say so loudly) rather than stop
+        # every later write behind it.
+        logger.error("journal record %d was refused by the database and is skipped "
+                     "(changes: %s): %r", job.number,
+                     ", ".join(type(change).__name__ for change in job.changes), exc)
+        skip_record(conn, job.number)
+        return []
+
+    def _deliver(self, outcomes: list[_Outcome], applied: int = 0) -> None:
+        if not outcomes and not applied:
             return
         try:
-            self._loop.call_soon_threadsafe(_settle, outcomes)
+            self._loop.call_soon_threadsafe(self._report, outcomes, applied)
         except RuntimeError:
             logger.error("event loop closed; %d database results dropped", len(outcomes))
+
+    def _report(self, outcomes: list[_Outcome], applied: int) -> None:
+        """On the loop: results to their futures, then how far the journal is applied."""
+        _settle(outcomes)
+        if applied and self._on_applied is not None:
+            self._on_applied(applied)
 
     def _deliver_stopped(self) -> None:
         try:
@@ -442,7 +571,8 @@ class _DbWorker:
 
     def _fail_jobs(self, jobs: Sequence[_Job], exc: BaseException) -> None:
         outcomes: list[_Outcome] = [
-            (job.future, exc, None) for job in jobs if not isinstance(job, _Stop)
+            (job.future, exc, None) for job in jobs
+            if not isinstance(job, _Stop) and job.future is not None
         ]
         self._deliver(outcomes)
 
@@ -469,6 +599,42 @@ def _in_transaction(job: Callable[[sqlite3.Connection], T], conn: sqlite3.Connec
     return result
 
 
+def _replay(
+    conn: sqlite3.Connection,
+    *,
+    directory: Path,
+    codec: ChangeCodec,
+    commit: Callable[[sqlite3.Connection, Sequence[tuple[tuple[Change, ...], int]]], None],
+    batch: int,
+) -> tuple[int, int]:
+    """At open: apply the journal records the database does not hold yet, in order.
+    Returns the last record number and the last journal generation seen."""
+    recovered = recover(directory)
+    applied = _journal_position(conn)
+    pending = [record for record in recovered.records if record.number > applied]
+    for chunk in batches(pending, batch):
+        decoded: list[tuple[tuple[Change, ...], int]] = []
+        for record in chunk:
+            try:
+                decoded.append((tuple(codec.decode(record.payload)), record.number))
+            except (ValueError, TypeError, KeyError) as exc:
+                logger.error("journal record %d cannot be read and is skipped: %r",
+                             record.number, exc)
+                decoded.append(((), record.number))
+        commit(conn, decoded)
+    now_applied = _journal_position(conn)
+    if pending:
+        logger.info("journal: applied %d records written before the last stop", len(pending))
+    if now_applied >= recovered.last_number:
+        remove_files(directory)
+    return max(now_applied, recovered.last_number), recovered.last_generation
+
+
+def _journal_position(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'journal_applied'").fetchone()
+    return int(row[0])
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         try:
@@ -480,45 +646,83 @@ def _rollback(conn: sqlite3.Connection) -> None:
 # --- applying changes (writer thread) -------------------------------------------------
 
 
-class _Counters:
-    """Highest seq and message id written in a transaction, saved to `meta` so that they
-    never go back, even when old events or messages are deleted later."""
+_MESSAGE_COLUMNS = ("id, chat_id, sender_id, text, ts, seq, parent_id, file_id, file_json,"
+                    " client_msg_id, expires_at")
+_EVENT_INSERT_COLUMNS = "seq, type, ts, chat_id, target_id, actor_id, data, expires_at"
+# Rows per multi-row INSERT: one statement (and one release of the GIL) for many rows;
+# 64 * 11 parameters stay far below SQLite's limit.
+_ROWS_PER_INSERT = 64
+
+
+class _Batch:
+    """What one transaction writes besides the changes applied one by one: the new
+    messages and events, inserted together at the end (nothing else in a transaction
+    reads those tables, and their foreign keys point at rows written before), and the
+    highest seq, message id and journal record, saved to `meta` so they never go back,
+    even when old events or messages are deleted later."""
 
     def __init__(self) -> None:
         self.seq = 0
         self.message_id = 0
+        self.record = 0  # the last journal record in the transaction
+        self.messages: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
 
     def save(self, conn: sqlite3.Connection) -> None:
-        for key, value in (("last_seq", self.seq), ("last_message_id", self.message_id)):
-            if value:
-                conn.execute("UPDATE meta SET value = ? WHERE key = ? AND value < ?",
-                             (value, key, value))
+        _insert_rows(conn, "messages", _MESSAGE_COLUMNS, self.messages)
+        _insert_rows(conn, "events", _EVENT_INSERT_COLUMNS, self.events)
+        if self.seq or self.message_id or self.record:
+            # One statement for all three: every statement costs a round through SQLite.
+            conn.execute(
+                "UPDATE meta SET value = max(value, CASE key WHEN 'last_seq' THEN ?"
+                " WHEN 'last_message_id' THEN ? ELSE ? END)"
+                " WHERE key IN ('last_seq', 'last_message_id', 'journal_applied')",
+                (self.seq, self.message_id, self.record),
+            )
+
+
+def save_journal_position(conn: sqlite3.Connection, number: int) -> None:
+    conn.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'journal_applied'",
+                 (number,))
+
+
+def skip_record(conn: sqlite3.Connection, number: int) -> None:
+    """Count a refused journal record as applied, so the next open does not retry it.
+    If even that fails (a full disk), the next open tries the record again."""
+    try:
+        _in_transaction(partial(save_journal_position, number=number), conn)
+    except sqlite3.Error:
+        logger.exception("could not record journal position %d", number)
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _apply_change(conn: sqlite3.Connection, change: Change, counters: _Counters) -> None:
+def _insert_rows(conn: sqlite3.Connection, table: str, columns: str,
+                 rows: list[tuple[Any, ...]]) -> None:
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        placeholders = "(" + ", ".join("?" * len(chunk[0])) + ")"
+        conn.execute(f"INSERT INTO {table} ({columns}) VALUES "
+                     + ", ".join([placeholders] * len(chunk)),
+                     [value for row in chunk for value in row])
+
+
+def _apply_change(conn: sqlite3.Connection, change: Change, batch: _Batch) -> None:
     if isinstance(change, NewEvent):
         event = change.event
-        conn.execute(
-            "INSERT INTO events (seq, type, ts, chat_id, target_id, actor_id, data, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        batch.events.append(
             (event.seq, event.type, event.ts, event.chat_id, event.target_id, event.actor_id,
-             _json(event.data), event.expires_at),
-        )
-        counters.seq = max(counters.seq, event.seq)
+             _json(event.data), event.expires_at))
+        batch.seq = max(batch.seq, event.seq)
     elif isinstance(change, NewMessage):
-        conn.execute(
-            "INSERT INTO messages (id, chat_id, sender_id, text, ts, seq, parent_id, file_id,"
-            " file_json, client_msg_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        batch.messages.append(
             (change.message_id, change.chat_id, change.sender_id, change.text, change.ts,
              change.seq, change.parent_id, change.file_id,
              None if change.file is None else _json(change.file), change.client_msg_id,
-             change.expires_at),
-        )
-        counters.message_id = max(counters.message_id, change.message_id)
+             change.expires_at))
+        batch.message_id = max(batch.message_id, change.message_id)
     elif isinstance(change, AdvanceCursor):
         updated = conn.execute("UPDATE users SET cursor = max(cursor, ?) WHERE id = ?",
                                (change.cursor, change.user_id))

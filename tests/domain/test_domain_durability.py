@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -141,7 +142,9 @@ async def test_store_options_and_closed_store(data_dir: Path) -> None:
 
 
 async def test_a_failing_write_does_not_sink_its_group(data_dir: Path) -> None:
-    store = SqliteStore(data_dir)
+    # With synchronous=FULL a write is acknowledged by its commit, so a refused one fails
+    # its caller; journaled writes: test_domain_journal.py.
+    store = SqliteStore(data_dir, synchronous="FULL")
     await store.open(window=10, recent_general=10)
     good = [store.submit([NewChat(f"ok{n}", "group", "g", None, 0.0)]) for n in range(5)]
     bad = store.submit([NewChat("ok0", "group", "duplicate id", None, 0.0)])
@@ -177,6 +180,12 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+async def open_and_close(data_dir: Path) -> None:
+    store = SqliteStore(data_dir)
+    await store.open(window=10, recent_general=10)
+    await store.close()
+
+
 def test_acknowledged_writes_survive_kill_9(data_dir: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo)}
@@ -193,6 +202,7 @@ def test_acknowledged_writes_survive_kill_9(data_dir: Path) -> None:
     child.wait()
     child.stdout.close()
 
+    asyncio.run(open_and_close(data_dir))  # a restart: the journal is applied
     conn = sqlite3.connect(data_dir / DB_FILENAME)
     stored = conn.execute("SELECT max(id) FROM messages").fetchone()[0]
     token_rows = conn.execute("SELECT count(*) FROM sessions").fetchone()[0]

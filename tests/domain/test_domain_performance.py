@@ -114,7 +114,8 @@ async def test_send_throughput_uses_group_commit(open_service: OpenService) -> N
 
 
 async def test_storage_never_blocks_the_loop(open_service: OpenService) -> None:
-    """Time spent inside Store.submit (on the loop) for many writes: only queue puts."""
+    """Time spent inside Store.submit (on the loop) for many writes: a journal append and
+    a queue put each."""
     service = await open_service()
     sender = (await _sessions(service, 1))[0]
     store = service._store

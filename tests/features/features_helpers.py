@@ -65,8 +65,12 @@ class FeatureChat:
         """Deliver what is due and delete what expired, as the timers would now."""
         await self.live().service.rules.run_due()
 
-    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Query the database file directly (what is on disk)."""
+    async def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Query the database file directly (what is on disk), once the running server's
+        store holds every write acknowledged so far (writes reach SQLite from its journal
+        in the background)."""
+        if self.server is not None:
+            await self.server.service._store.read_job(lambda conn: None)
         conn = sqlite3.connect(self.data_dir / DB_FILENAME)
         try:
             return conn.execute(sql, params).fetchall()

@@ -57,12 +57,12 @@ async def test_expired_rows_are_deleted_from_disk(chat: FeatureChat) -> None:
     await chat.start(message_ttl=10)
     alice, = await chat.users("alice")
     await alice.call("send", text="secret plans", client_msg_id="c1")
-    assert chat.rows("SELECT count(*) FROM messages") == [(1,)]
+    assert await chat.rows("SELECT count(*) FROM messages") == [(1,)]
     chat.clock.advance(10)
     await chat.run_due()
-    assert chat.rows("SELECT count(*) FROM messages") == [(0,)]
-    assert chat.rows("SELECT count(*) FROM events WHERE data LIKE '%secret plans%'") == [(0,)]
-    assert chat.rows("SELECT count(*) FROM client_msg_ids") == [(0,)]
+    assert await chat.rows("SELECT count(*) FROM messages") == [(0,)]
+    assert await chat.rows("SELECT count(*) FROM events WHERE data LIKE '%secret plans%'") == [(0,)]
+    assert await chat.rows("SELECT count(*) FROM client_msg_ids") == [(0,)]
 
 
 async def test_unread_counts_drop_expired_messages(chat: FeatureChat) -> None:
@@ -92,7 +92,7 @@ async def test_comments_expire_with_their_parent(chat: FeatureChat) -> None:
     chat.clock.advance(2)
     await chat.run_due()
     assert await history_texts(bob) == []
-    assert chat.rows("SELECT count(*) FROM messages") == [(0,)]
+    assert await chat.rows("SELECT count(*) FROM messages") == [(0,)]
 
 
 async def test_comment_keeps_its_parents_expiry_when_the_ttl_changes(
@@ -152,7 +152,7 @@ async def test_lifetime_holds_across_a_restart(chat: FeatureChat) -> None:
     assert await history_texts(bob) == []
     result = await bob.call("poll", timeout=0)
     assert texts(result["events"]) == [] and result["unread"] == 0
-    assert chat.rows("SELECT count(*) FROM messages") == [(0,)]
+    assert await chat.rows("SELECT count(*) FROM messages") == [(0,)]
 
 
 async def test_one_timer_waits_for_the_earliest_expiry(chat: FeatureChat) -> None:
@@ -194,7 +194,7 @@ async def test_expiry_runs_on_its_own_timer(chat: FeatureChat) -> None:
     await alice.call("send", text="fleeting")
     assert await history_texts(bob) == ["fleeting"]
     deadline = time.monotonic() + 5
-    while chat.rows("SELECT count(*) FROM messages") != [(0,)]:
+    while await chat.rows("SELECT count(*) FROM messages") != [(0,)]:
         assert time.monotonic() < deadline, "the expired message was never deleted"
         await asyncio.sleep(0.02)
     assert await history_texts(bob) == []
@@ -209,10 +209,10 @@ async def test_scheduled_rows_go_with_their_lifetime(chat: FeatureChat) -> None:
     await alice.call("scheduled.cancel", id=cancelled["id"])
     chat.clock.advance(5)
     await chat.run_due()
-    assert len(chat.rows("SELECT id FROM scheduled")) == 2
+    assert len(await chat.rows("SELECT id FROM scheduled")) == 2
     chat.clock.advance(10)
     await chat.run_due()
-    assert chat.rows("SELECT id FROM scheduled") == []
+    assert await chat.rows("SELECT id FROM scheduled") == []
     assert of_type(await events(alice), "scheduled.sent") == []
     error = await error_of(alice, "scheduled.cancel", id=sent["id"])
     assert error["code"] == NOT_FOUND  # forgotten with its message

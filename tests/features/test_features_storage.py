@@ -28,8 +28,8 @@ async def test_a_schema_1_database_is_migrated(chat: FeatureChat) -> None:
     alice, bob = await chat.users("alice", "bob")
     await alice.call("send", text="kept", delay=10)
     await alice.call("report", user="bob")
-    assert chat.rows("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
-    tables = {row[0] for row in chat.rows("SELECT name FROM sqlite_master")}
+    assert await chat.rows("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    tables = {row[0] for row in await chat.rows("SELECT name FROM sqlite_master")}
     assert {"rate_counts", "standings", "reports", "scheduled"} <= tables
     await chat.restart()
     alice = await chat.reconnect(alice)
