@@ -107,12 +107,18 @@ class WritePipeline:
             _fail(applied, InternalError("storage failure"), error)
             self._order.done(ticket, None, None)
 
-        stored.add_done_callback(settle)
+        if stored.done():  # acknowledged at once (journaled): no round through the loop
+            settle(stored)
+        else:
+            stored.add_done_callback(settle)
         return applied
 
     async def wait(self, applied: asyncio.Future[None], what: str) -> None:
         # shield: a caller that goes away must not stop a write that is already queued.
         try:
+            if applied.done():
+                applied.result()  # done already: no shield, no suspension
+                return
             await asyncio.shield(applied)
         except RpcError as exc:
             logger.error("storage failed while %s", what)
