@@ -8,9 +8,10 @@ from typing import Protocol
 from rpcchat.errors import Unauthorized
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Principal:
-    """The caller, resolved from its Bearer token."""
+    """The caller, resolved from its Bearer token. Made on every authenticated request, so
+    not frozen (that would set each field through object.__setattr__); never changed."""
 
     user: str
     # Opaque id of the token (one per client); never the token itself, so it may be logged.

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from itertools import accumulate
 from time import perf_counter
-from typing import Any
+from typing import Any, Callable
 
 from rpcchat.clock import Clock
 from rpcchat.errors import (
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH = 100
 DEFAULT_MAX_DEPTH = 64
 _ID_TYPES = (str, int, float)
+_STRUCTURE_OPENERS = ("{", "[")
+_JSON_WHITESPACE = " \t\n\r"
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 
 
@@ -79,9 +81,10 @@ class Dispatcher:
         self._clock = clock
         self._max_batch = max_batch
         self._max_depth = max_depth
-        self._decode = json.JSONDecoder(
-            parse_float=_finite_float, parse_constant=_refuse_constant
-        ).decode
+        decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_refuse_constant)
+        self._decode_any = decoder.decode
+        # The scanner JSONDecoder.__init__ builds (typeshed does not declare the attribute).
+        self._scan: Callable[[str, int], tuple[Any, int]] = getattr(decoder, "scan_once")
         self._encoder = ResponseEncoder()
         self._encode = self._encoder.encode
 
@@ -124,7 +127,9 @@ class Dispatcher:
             raise ParseError(f"Parse error: invalid UTF-8 at byte {exc.start}") from None
         if text.startswith("\ufeff"):
             text = text[1:]
-        if nesting_exceeds(text, self._max_depth):
+        # The bracket count is nesting_exceeds' own first test, done here to spare the call.
+        if (text.count("[") + text.count("{") > self._max_depth
+                and nesting_exceeds(text, self._max_depth)):
             raise ParseError(f"Parse error: nested deeper than {self._max_depth} levels")
         try:
             return self._decode(text)
@@ -138,6 +143,21 @@ class Dispatcher:
             raise ParseError("Parse error: number too long") from None
         except RecursionError:
             raise ParseError("Parse error: nested too deeply") from None
+
+    def _decode(self, text: str) -> Any:
+        """json.JSONDecoder.decode, without its two Python-level calls for the usual body: an
+        object or array right at the start. Anything else goes the standard way."""
+        if text[:1] not in _STRUCTURE_OPENERS:
+            return self._decode_any(text)
+        try:
+            value, end = self._scan(text, 0)
+        except StopIteration:
+            return self._decode_any(text)
+        if end != len(text):
+            rest = text[end:].lstrip(_JSON_WHITESPACE)
+            if rest:
+                raise json.JSONDecodeError("Extra data", text, len(text) - len(rest))
+        return value
 
     async def _batch(self, batch: list[Any], credentials: _Credentials,
                      calls: list[CallRecord] | None) -> bytes | None:

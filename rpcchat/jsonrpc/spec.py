@@ -115,14 +115,16 @@ class MethodSpec:
     errors: tuple[type[RpcError], ...]   # declared plus implied, unique codes
     examples: tuple[Example, ...]
     stamp_server_time: bool
-    _by_name: dict[str, ParamSpec] = field(init=False, repr=False, compare=False)
     _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # wire name -> (keyword, validator): what binding a param needs, one lookup away.
+    _binders: dict[str, tuple[str, Validator]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_name", {param.name: param for param in self.params})
         object.__setattr__(
             self, "_required", tuple(param.name for param in self.params if param.required)
         )
+        object.__setattr__(self, "_binders", {
+            param.name: (param.python_name, param.validate) for param in self.params})
 
     def bind(self, params: Any) -> dict[str, Any]:
         """Validate JSON-RPC params (object, array or None) into handler keyword arguments.
@@ -133,15 +135,30 @@ class MethodSpec:
             if self._required:
                 raise InvalidParams(self._required[0], "required")
             return {}
-        if type(params) is dict:
-            return self._bind_by_name(params)
-        return self._bind_by_position(params)
-
-    def _bind_by_name(self, params: dict[str, Any]) -> dict[str, Any]:
-        by_name = self._by_name
+        if type(params) is not dict:
+            return self._bind_by_position(params)
+        binders = self._binders
         for key in params:
-            if key not in by_name:
+            if key not in binders:
                 raise InvalidParams(key, "unknown parameter")
+        kwargs: dict[str, Any] = {}
+        try:
+            for key, value in params.items():
+                keyword, validate = binders[key]
+                kwargs[keyword] = validate(value, key)
+        except RpcError:
+            # Report the first fault in declaration order, as the walk below finds it
+            # (validators have no side effects: running one twice changes nothing).
+            return self._bind_in_order(params)
+        for name in self._required:
+            if name not in params:
+                # Every given param is valid, so this is the first fault in that order.
+                raise InvalidParams(name, "required")
+        return kwargs
+
+    def _bind_in_order(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Bind walking the declared params in order: the first fault in that order is the
+        one reported."""
         kwargs: dict[str, Any] = {}
         for param in self.params:
             if param.name in params:

@@ -99,7 +99,8 @@ def _validate_any(value: Any, field: str) -> Any:
 def _validate_str(value: Any, field: str) -> Any:
     if type(value) is not str:
         raise _wrong_type(field, "a string", value)
-    if has_lone_surrogate(value):
+    # has_lone_surrogate, inline: every string param of every call passes here.
+    if not value.isascii() and _LONE_SURROGATE.search(value) is not None:
         raise _surrogate_error(field)
     return value
 
@@ -345,6 +346,15 @@ class TypeCompiler:
         if not checks:
             return CompiledType(compiled.validate, schema, compiled.kind)
         validate_base = compiled.validate
+        if len(checks) == 1:
+            only_check = checks[0]
+
+            def validate_once(value: Any, field: str) -> Any:
+                value = validate_base(value, field)
+                only_check(value, field)
+                return value
+
+            return CompiledType(validate_once, schema, compiled.kind)
 
         def validate(value: Any, field: str) -> Any:
             value = validate_base(value, field)

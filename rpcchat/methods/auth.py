@@ -15,7 +15,7 @@ class ServiceAuthenticator:
 
     async def authenticate(self, token: str) -> Principal:
         session = self.service.authenticate(token)
-        return Principal(session.user, str(session.session_id), handle=session)
+        return Principal(session.user, str(session.session_id), session)
 
 
 def session_of(service: ChatService, ctx: CallContext) -> Session:

@@ -69,3 +69,23 @@ def test_an_unencodable_shared_object_raises() -> None:
     broken = EncodedOnce(x=object())
     with pytest.raises(TypeError):
         ResponseEncoder().success({"events": [broken]}, 1)
+
+
+@pytest.mark.parametrize("request_id", [1, 0, -7, 2**63, "x", "\u00e9\u2028\"\\", "", None,
+                                        1.5, -0.0, 1e300])
+@pytest.mark.parametrize("result", [{"a": [1, "b"]}, {}, {"server_time": 1}, [1], "s", None,
+                                    {"message": {"ts": 1.25, "text": "\u00fc"}}])
+def test_responses_match_the_plain_encoding(request_id: Any, result: Any) -> None:
+    encoder = ResponseEncoder()
+    for stamp in (None, 1700000000.123456):
+        expected_result = {**result, "server_time": stamp} \
+            if isinstance(result, dict) and stamp is not None else result
+        expected = plain({"jsonrpc": "2.0", "result": expected_result, "id": request_id})
+        assert encoder.success(result, request_id, stamp) == expected
+
+
+def test_encoded_once_starts_without_text() -> None:
+    shared = event(1)
+    assert shared.text is None
+    ResponseEncoder().success({"events": [shared]}, 1)
+    assert shared.text == plain(dict(shared))

@@ -174,6 +174,31 @@ async def test_missing_required(param_dispatcher: Dispatcher) -> None:
     assert invalid(await call(param_dispatcher, "limits", {"count": 2})) == ("text", "required")
 
 
+async def test_faults_are_reported_in_declaration_order(param_dispatcher: Dispatcher) -> None:
+    # Whatever order the keys come in, the first faulty param as declared is reported:
+    # text, then count, then the others.
+    assert invalid(await call(param_dispatcher, "limits", {"count": 9, "text": 5}))[0] == "text"
+    assert invalid(await call(param_dispatcher, "limits",
+                              {"name": "!", "count": 9, "text": "a"}))[0] == "count"
+    assert invalid(await call(param_dispatcher, "limits", {"name": "!", "count": 9})) == (
+        "text", "required")
+    # An invalid param declared before a missing required one wins, and the other way round.
+    assert invalid(await call(param_dispatcher, "types", {"i": "x"}))[0] == "i"
+    assert invalid(await call(param_dispatcher, "limits", {"count": 0})) == ("text", "required")
+    reply = await call(param_dispatcher, "limits", {"count": 2, "text": "a", "ratio": 2.0})
+    assert invalid(reply)[0] == "ratio"
+    # An unknown name is reported before any value is looked at.
+    assert invalid(await call(param_dispatcher, "limits", {"count": 0, "zzz": 1})) == (
+        "zzz", "unknown parameter")
+
+
+async def test_valid_params_in_any_key_order_bind_the_same(param_dispatcher: Dispatcher) -> None:
+    forward = await call(param_dispatcher, "limits", {"text": "hey", "count": 3, "name": "ab"})
+    backward = await call(param_dispatcher, "limits", {"name": "ab", "count": 3, "text": "hey"})
+    assert forward == backward
+    assert forward["result"]["count"] == 3
+
+
 async def test_null_positional_param(param_dispatcher: Dispatcher) -> None:
     assert invalid(await call(param_dispatcher, "limits", [None])) == (
         "text", "expected a string, got null")

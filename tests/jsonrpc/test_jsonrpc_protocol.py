@@ -178,6 +178,32 @@ def test_nesting_check_stays_linear_on_hostile_strings() -> None:
     assert time.perf_counter() - started < 1.0
 
 
+@pytest.mark.parametrize("body", [
+    b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}',
+    b'  {"jsonrpc":"2.0","method":"echo","params":[1],"id":1}',
+    b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}\r\n ',
+    b'\t{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}\n',
+])
+async def test_whitespace_around_the_document_is_allowed(tool_dispatcher: Dispatcher,
+                                                         body: bytes) -> None:
+    assert (await ask(tool_dispatcher, body))["id"] == 1
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"jsonrpc":"2.0","id":1} x', "Parse error: Extra data at line 1 column 26"),
+    (b'{"jsonrpc":"2.0","id":1}\n}', "Parse error: Extra data at line 2 column 1"),
+    (b'[1] [2]', "Parse error: Extra data at line 1 column 5"),
+    (b'{"jsonrpc":', "Parse error: Expecting value at line 1 column 12"),
+    (b'{"a" 1}', "Parse error: Expecting ':' delimiter at line 1 column 6"),
+    (b'', "Parse error: Expecting value at line 1 column 1"),
+    (b'  x', "Parse error: Expecting value at line 1 column 3"),
+])
+async def test_parse_error_messages_say_where(tool_dispatcher: Dispatcher, body: bytes,
+                                              message: str) -> None:
+    reply = await ask(tool_dispatcher, body)
+    assert reply["error"] == {"code": -32700, "message": message}
+
+
 async def test_utf8_bom_is_ignored(tool_dispatcher: Dispatcher) -> None:
     body = b'\xef\xbb\xbf{"jsonrpc":"2.0","method":"get_data","id":7}'
     assert await ask(tool_dispatcher, body) == {"jsonrpc": "2.0", "result": ["hello", 5],
