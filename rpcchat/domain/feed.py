@@ -43,21 +43,28 @@ class EventFeed:
 
     def publish(self, events: Sequence[EventRecord]) -> None:
         """Make committed events visible: window, unread counts, then wake-ups."""
-        entries: list[WindowEntry] = []
+        # Wake-ups need the entries only while somebody is parked (this runs on every write).
+        entries: list[WindowEntry] | None = [] if self.hub.parked_users else None
+        append = self.window.append
+        head = self.head
         for event in events:
-            entry = WindowEntry(event.seq, event.chat_id, event.target_id, event_wire(event),
+            seq = event.seq
+            chat_id = event.chat_id
+            entry = WindowEntry(seq, chat_id, event.target_id, event_wire(event),
                                 event.expires_at)
-            self.window.append(entry)
-            entries.append(entry)
-            if event.type == EVENT_MESSAGE and event.chat_id and event.actor_id is not None:
-                self.unread.add(event.chat_id, event.actor_id, event.seq)
-            self.head = max(self.head, event.seq)
-        self._wake(entries)
+            append(entry)
+            if entries is not None:
+                entries.append(entry)
+            if event.type == EVENT_MESSAGE and chat_id and event.actor_id is not None:
+                self.unread.add(chat_id, event.actor_id, seq)
+            if seq > head:
+                head = seq
+        self.head = head
+        if entries:
+            self._wake(entries)
 
     def _wake(self, entries: Sequence[WindowEntry]) -> None:
         parked = self.hub.parked_users
-        if not parked:
-            return
         to_wake: set[int] = set()
         for entry in entries:
             if entry.target_id is not None:

@@ -148,7 +148,7 @@ class MessageRules:
     def count(self, me: UserState, chat_id: str, now: float) -> RateCountSaved | None:
         """RateLimited when over the limit in `general`; else counts the message there and
         returns the change that stores the count (direct and group chats are not limited)."""
-        if chat_id != GENERAL:
+        if chat_id != GENERAL or not self.rate.enabled:
             return None
         self.rate.check(me.user_id, now)
         return self.rate.record(me.user_id, now)

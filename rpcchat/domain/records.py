@@ -22,6 +22,11 @@ KIND_GROUP = "group"
 EVENT_MESSAGE = "message"
 EVENT_CHAT_JOINED = "chat.joined"
 
+# The records made for every message (EventRecord, NewMessage, NewEvent,
+# RememberClientMsgId) are plain slotted dataclasses: frozen=True would make each one set
+# its fields through object.__setattr__, a large part of the cost of a send. They are
+# never changed once built, and nothing hashes them (an EventRecord holds a dict anyway).
+
 Wire = dict[str, Any]
 """A JSON-ready object shaped like the wire contract (a Message, an Event ...)."""
 
@@ -29,7 +34,7 @@ Interval = tuple[int, Union[int, None]]
 """A membership period: (seq of the join event, seq of the leave event or None)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventRecord:
     """One entry of the event log. Addressed to a chat's members or to one user."""
 
@@ -112,7 +117,7 @@ class LeaveChat:
     left_seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewMessage:
     message_id: int
     chat_id: str
@@ -127,7 +132,7 @@ class NewMessage:
     expires_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewEvent:
     event: EventRecord
 
@@ -140,7 +145,7 @@ class AdvanceCursor:
     cursor: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RememberClientMsgId:
     user_id: int
     client_msg_id: str

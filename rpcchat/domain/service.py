@@ -470,15 +470,16 @@ class ChatService:
         self._ensure_running()
         me = self._actor(user)
         body = validation.message_text(text, self._config.max_text)
-        request_id = validation.client_msg_id(client_msg_id)
+        request_id = None if client_msg_id is None else validation.client_msg_id(client_msg_id)
         if to is not None and chat is not None:
             raise InvalidParams("to", "give either to or chat, not both")
         recipient = None if to is None else validation.user_name(to, "to")
         chat_ref = GENERAL if chat is None else validation.chat_id(chat)
-        deliver_at = self.rules.delivery_time(at, delay, self._clock.time())
-        if deliver_at is not None:
-            return await self.rules.schedule(me, body, recipient, chat_ref, request_id,
-                                             deliver_at)
+        if at is not None or delay is not None:
+            deliver_at = self.rules.delivery_time(at, delay, self._clock.time())
+            if deliver_at is not None:
+                return await self.rules.schedule(me, body, recipient, chat_ref, request_id,
+                                                 deliver_at)
         if request_id is None:
             wire, applied = self._prepare_message(me, body, recipient, chat_ref, None)
             await self._writes.wait(applied, "sending a message")
@@ -618,29 +619,36 @@ class ChatService:
             chat = self._member_chat(me, chat_ref)
         if parent is not None:
             check_alive(parent, now)
-        counted = self.rules.count(me, chat.chat_id, now)
+        chat_id = chat.chat_id
+        counted = self.rules.count(me, chat_id, now)
         self._last_message_id += 1
         message_id = self._last_message_id
         seq = self._next_seq()
-        expires_at = message_expiry(now, self._config.message_ttl,
-                                    parent.expires_at if parent else None,
-                                    has_parent=parent is not None)
-        parent_id = parent.message_id if parent else None
-        wire = message_wire(message_id=message_id, chat_id=chat.chat_id, sender=me.name,
+        if parent is None:
+            expires_at = message_expiry(now, self._config.message_ttl)
+            parent_id = None
+        else:
+            expires_at = message_expiry(now, self._config.message_ttl, parent.expires_at,
+                                        has_parent=True)
+            parent_id = parent.message_id
+        wire = message_wire(message_id=message_id, chat_id=chat_id, sender=me.name,
                             text=body, ts=now, parent_id=parent_id, file=file,
                             client_msg_id=request_id, expires_at=expires_at)
-        event = EventRecord(seq, EVENT_MESSAGE, now, wire, chat_id=chat.chat_id,
-                            actor_id=me.user_id, expires_at=expires_at)
-        changes: list[Change] = list(opening.changes) if opening else []
-        changes += [NewMessage(message_id, chat.chat_id, me.user_id, body, now, seq,
-                               parent_id=parent_id, file_id=file["id"] if file else None,
-                               file=file, client_msg_id=request_id, expires_at=expires_at),
-                    NewEvent(event)]
+        event = EventRecord(seq, EVENT_MESSAGE, now, wire, chat_id, None, me.user_id,
+                            expires_at)
+        stored = NewMessage(message_id, chat_id, me.user_id, body, now, seq, parent_id,
+                            None if file is None else file["id"], file, request_id, expires_at)
+        changes: list[Change]
+        if opening is None:
+            changes = [stored, NewEvent(event)]
+            events = [event]
+        else:
+            changes = [*opening.changes, stored, NewEvent(event)]
+            events = [*opening.events, event]
         if request_id is not None:
             changes.append(RememberClientMsgId(me.user_id, request_id, message_id, now))
         if counted is not None:
             changes.append(counted)
-        events = [*opening.events, event] if opening else [event]
         if attach is not None:
             attached_changes, attached_events = attach(wire)
             changes += attached_changes
@@ -648,7 +656,7 @@ class ChatService:
 
         def publish() -> None:
             self._feed.publish(events)
-            if chat.chat_id == GENERAL:
+            if chat_id == GENERAL:
                 self._general_recent.append(wire)
             if request_id is not None:
                 self._remember_client_msg((me.user_id, request_id), wire)
@@ -661,7 +669,7 @@ class ChatService:
                 self.rules.uncount(counted)
 
         applied = self._writes.submit(changes, on_commit=publish, on_failure=undo)
-        logger.info("send: user=%s chat=%s message=%d", me.name, chat.chat_id, message_id)
+        logger.info("send: user=%s chat=%s message=%d", me.name, chat_id, message_id)
         return wire, applied
 
     # --- chats -----------------------------------------------------------------------

@@ -114,8 +114,16 @@ class UnreadIndex:
         self._by_sender: dict[tuple[str, int], array[int]] = {}
 
     def add(self, chat_id: str, sender_id: int, seq: int) -> None:
-        self._by_chat.setdefault(chat_id, array("q")).append(seq)
-        self._by_sender.setdefault((chat_id, sender_id), array("q")).append(seq)
+        # get() first: setdefault would build an array on every message just to drop it.
+        everyone = self._by_chat.get(chat_id)
+        if everyone is None:
+            everyone = self._by_chat[chat_id] = array("q")
+        everyone.append(seq)
+        key = (chat_id, sender_id)
+        own = self._by_sender.get(key)
+        if own is None:
+            own = self._by_sender[key] = array("q")
+        own.append(seq)
 
     def forget(self, chat_id: str, by_sender: Mapping[int, Collection[int]]) -> None:
         """Stop counting messages of a chat (they expired): sender id -> their seqs.

@@ -27,6 +27,8 @@ def require_str(value: object, field: str) -> str:
     """A string that can be stored as UTF-8 (JSON allows lone surrogates; SQLite does not)."""
     if not isinstance(value, str):
         raise InvalidParams(field, "must be a string")
+    if value.isascii():
+        return value  # ASCII is always valid UTF-8: no need to encode it to find out
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

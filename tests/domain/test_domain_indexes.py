@@ -94,6 +94,19 @@ async def test_feed_wakes_only_users_who_can_see() -> None:
     feed.hub.release_all(WakeReason.CLOSED)
 
 
+def test_feed_publishes_with_nobody_parked() -> None:
+    member = _user(1, room=[(1, None)])
+    room = ChatState("room", "group", "room", None, 0.0, {1: None})
+    feed = EventFeed({1: member}, {"room": room}, EventWindow(10, 0, []), 0)
+    feed.publish([EventRecord(5, "message", 0.0, {"n": 1}, chat_id="room", actor_id=2),
+                  EventRecord(4, "message", 0.0, {"n": 0}, chat_id="room", actor_id=2)])
+    assert feed.head == 5   # the newest seq, whatever order a write lists its events in
+    events, next_position, more = feed.collect(member, 0, 10)
+    assert [event["data"] for event in events] == [{"n": 1}, {"n": 0}]
+    assert (next_position, more) == (5, False)
+    assert feed.unread.unread(member) == 2
+
+
 @pytest.mark.parametrize(("limit", "period"), [(0, 3600.0), (5, 0.0)])
 def test_rate_status_when_off(limit: int, period: float) -> None:
     assert RateCounter(limit, period).status(1, 100.0) == {
