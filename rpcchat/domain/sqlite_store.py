@@ -392,6 +392,7 @@ class _DbWorker:
         self._on_applied = on_applied
         self._linger = linger
         self._hurry = threading.Event()
+        self._stopping = False
         self._loop = loop
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -439,6 +440,7 @@ class _DbWorker:
         self._queue.put(_WriteJob(changes, None, number))
 
     async def stop(self) -> None:
+        self._stopping = True  # no more lingering: apply everything queued, then stop
         self._queue.put(_Stop())
         self._hurry.set()
         await asyncio.shield(self._stopped)
@@ -485,9 +487,11 @@ class _DbWorker:
 
     def _take_jobs(self) -> list[_Job]:
         jobs = [self._queue.get()]
-        if isinstance(jobs[0], _WriteJob) and jobs[0].future is None and self._linger:
+        if (isinstance(jobs[0], _WriteJob) and jobs[0].future is None and self._linger
+                and not self._stopping and self._queue.qsize() < self._max_batch):
             # Nobody waits for a journaled write: let more arrive, for one big transaction
-            # and fewer hand-offs between this thread and the loop. hurry() cuts this short.
+            # and fewer hand-offs between this thread and the loop. hurry() cuts this short;
+            # a full batch, or a stop, does not wait at all.
             self._hurry.wait(self._linger)
         self._hurry.clear()  # before draining: a hurry() from now on is for the next round
         while len(jobs) < self._max_batch:

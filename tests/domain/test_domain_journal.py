@@ -3,6 +3,7 @@ reads that see every acknowledged write."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -290,3 +291,16 @@ async def test_full_synchronous_commits_before_acknowledging(data_dir: Path) -> 
     with pytest.raises(sqlite3.IntegrityError):
         await store.submit([NewChat("a", "group", "duplicate", None, 0.0)])
     await store.close()
+
+
+async def test_a_backlog_is_applied_without_lingering_per_batch(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lingering is for a quiet queue: full batches, and everything queued at close, are
+    applied at once."""
+    monkeypatch.setattr("rpcchat.domain.sqlite_store.JOURNAL_LINGER", 30.0)
+    store = SqliteStore(data_dir, max_batch=8)
+    await store.open(window=10, recent_general=10)
+    for n in range(100):
+        await store.submit([NewChat(f"c{n:03}", "group", "g", None, 0.0)])
+    await asyncio.wait_for(store.close(), timeout=5)
+    assert chats_in(data_dir) == [f"c{n:03}" for n in range(100)]
