@@ -37,28 +37,41 @@ class _CommitOrder:
         self._issued += 1
         return self._issued - 1
 
+    def idle(self) -> bool:
+        """No earlier write is still waiting for its commit."""
+        return self._next == self._issued
+
     def done(
         self, ticket: int, effect: Effect | None, applied: asyncio.Future[None] | None
     ) -> None:
         """Ticket `ticket` is settled; run its effect (and resolve `applied`) in turn."""
+        if ticket == self._next and not self._ready:  # the usual case: its turn already
+            self._next += 1
+            _run(effect, applied)
+            return
         self._ready[ticket] = (effect, applied)
         while self._next in self._ready:
             effect, applied = self._ready.pop(self._next)
             self._next += 1
-            try:
-                if effect is not None:
-                    effect()
-            except Exception as exc:
-                logger.exception("applying a committed change in memory failed")
-                _fail(applied, InternalError("applying a change failed"), exc)
-            else:
-                if applied is not None and not applied.done():
-                    applied.set_result(None)
+            _run(effect, applied)
+
+
+def _run(effect: Effect | None, applied: asyncio.Future[None] | None) -> None:
+    try:
+        if effect is not None:
+            effect()
+    except Exception as exc:
+        logger.exception("applying a committed change in memory failed")
+        _fail(applied, InternalError("applying a change failed"), exc)
+    else:
+        if applied is not None and not applied.done():
+            applied.set_result(None)
 
 
 def _fail(future: asyncio.Future[None] | None, error: Exception, cause: BaseException) -> None:
     if future is not None and not future.done():
         error.__cause__ = cause
+        future.add_done_callback(consume_outcome)  # nobody may be waiting any more
         future.set_exception(error)
 
 
@@ -89,7 +102,11 @@ class WritePipeline:
             logger.error("storage refused a write: %r", exc)
             raise InternalError("storage is unavailable") from exc
         applied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        applied.add_done_callback(consume_outcome)
+        if stored.done() and not stored.cancelled() and stored.exception() is None \
+                and self._order.idle():
+            # Acknowledged at once (journaled) with nothing earlier pending: apply now.
+            self._order.done(self._order.ticket(), on_commit, applied)
+            return applied
         ticket = self._order.ticket()
 
         def settle(done: asyncio.Future[None]) -> None:
