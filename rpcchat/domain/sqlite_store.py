@@ -3,14 +3,17 @@
 Threads, because sqlite3 calls block:
 - one writer thread owns the only writing connection and takes jobs from a queue. It
   drains whatever is queued and commits consecutive writes in ONE transaction (group
-  commit), then resolves all their futures at once. A failed group is retried one write
-  at a time, so one bad write cannot sink its neighbours.
+  commit). A failed group is retried one write at a time, so one bad write cannot sink
+  its neighbours.
 - one reader thread with its own connection serves history and event look-ups; WAL lets
-  it read while the writer writes.
-The event loop only creates futures and puts jobs on a queue.
+  it read while the writer writes. A read first waits until the database holds every
+  write acknowledged before it.
 
-Durability: a write's future resolves after COMMIT. With WAL and synchronous=NORMAL a
-commit survives a killed process; synchronous=FULL also survives power loss.
+Durability, synchronous=NORMAL (the default): a write is acknowledged once its record is
+in the journal (journal.py: one os.write() on the event loop), which survives a killed
+process; the writer thread applies journaled writes in the background, in transactions of
+everything that arrived within JOURNAL_LINGER. synchronous=FULL (survives a power cut):
+a write is acknowledged after its own COMMIT, and the journal is not used.
 """
 
 from __future__ import annotations

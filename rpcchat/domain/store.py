@@ -23,8 +23,10 @@ class Store(Protocol):
 
     def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
         """Queue `changes` to be applied atomically; the future resolves once they are
-        durably committed (or fails with the storage error). Calls are committed in the
-        order they were submitted. Must be called on the event loop; never blocks it."""
+        durable (or fails with the storage error), and may be resolved already when this
+        returns. Calls are applied in the order they were submitted, and every read sees
+        every write acknowledged before it. Must be called on the event loop; never
+        blocks it for long."""
 
     async def message_history(
         self, chat_id: str, before: int | None, limit: int
