@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -29,6 +30,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: no lock there
+    fcntl = None  # type: ignore[assignment]
 
 from rpcchat.domain.records import (
     GENERAL,
@@ -68,6 +74,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_FILENAME = "rpcchat.sqlite3"
+LOCK_FILENAME = "rpcchat.lock"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 # How long the writer thread lets journaled writes gather before it applies them (unless
 # a read is waiting for them).
@@ -157,6 +164,11 @@ _MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened: the data directory is in use, or the database is not
+    one this server can use. The message says which."""
+
+
 class StoreClosed(RuntimeError):
     """A write or read was attempted on a store that is not open."""
 
@@ -184,6 +196,7 @@ class SqliteStore:
         self._journal: JournalWriter | None = None
         self._applied = 0  # the last journal record the database holds (loop side)
         self._catching_up: list[tuple[int, asyncio.Future[None]]] = []  # ascending
+        self._lock: int | None = None  # descriptor holding the data directory's lock
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -192,6 +205,8 @@ class SqliteStore:
             raise RuntimeError("store is already open")
         loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Two servers on one directory would interleave their journals: refuse the second.
+        self._lock = lock_directory(self.path.parent)
         self._writer = writer = _DbWorker(
             "rpcchat-db-writer", partial(self._connect, read_only=False), loop, self._max_batch,
             on_applied=self._note_applied, linger=JOURNAL_LINGER,
@@ -216,6 +231,7 @@ class SqliteStore:
             if self._journal is not None:
                 self._journal.close(all_applied=False)
                 self._journal = None
+            self._unlock()
             raise
         self._reader = _DbWorker(
             "rpcchat-db-reader", partial(self._connect, read_only=True), loop, 1
@@ -241,7 +257,13 @@ class SqliteStore:
             self._journal = None
         if reader is not None:
             await reader.stop()
+        self._unlock()
         logger.info("store closed: %s", self.path)
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
 
     def stats(self) -> dict[str, int]:
         """Counters of the writer thread (for benchmarks): transactions and writes."""
@@ -344,7 +366,7 @@ class SqliteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=512)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise RuntimeError(f"SQLite refused WAL mode (got {mode!r}) for {self.path}")
+            raise StoreUnavailable(f"SQLite refused WAL mode (got {mode!r}) for {self.path}")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
@@ -788,6 +810,21 @@ def _apply_account_change(conn: sqlite3.Connection, change: Change) -> None:
 # --- schema and reads -----------------------------------------------------------------
 
 
+def lock_directory(directory: Path) -> int | None:
+    """Take the data directory's lock (released when the descriptor closes, also when the
+    process dies). None where the platform has no flock."""
+    if fcntl is None:
+        return None
+    fd = os.open(directory / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreUnavailable(
+            f"the data directory {directory} is in use by another rpcchat server") from None
+    return fd
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -795,7 +832,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT version FROM schema_version").fetchone()
         current = 0 if row is None else int(row[0])
         if current > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreUnavailable(
                 f"database schema {current} is newer than this server knows ({SCHEMA_VERSION})"
             )
         for statements in _MIGRATIONS[current:]:

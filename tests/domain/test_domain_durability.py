@@ -16,7 +16,8 @@ from domain_helpers import OpenService, login, texts
 
 from rpcchat.domain import SqliteStore
 from rpcchat.domain.records import NewChat
-from rpcchat.domain.sqlite_store import DB_FILENAME, SCHEMA_VERSION, StoreClosed
+from rpcchat.domain.sqlite_store import DB_FILENAME, SCHEMA_VERSION, StoreClosed, \
+    StoreUnavailable
 
 
 async def test_seq_and_message_ids_never_repeat_across_restarts(
@@ -209,3 +210,33 @@ def test_acknowledged_writes_survive_kill_9(data_dir: Path) -> None:
     conn.close()
     assert stored >= acknowledged, (stored, acknowledged)
     assert token_rows == 1 and token
+
+
+async def test_one_data_directory_serves_one_store_at_a_time(data_dir: Path) -> None:
+    first = SqliteStore(data_dir)
+    await first.open(window=10, recent_general=10)
+    with pytest.raises(StoreUnavailable, match="in use by another rpcchat server"):
+        await SqliteStore(data_dir).open(window=10, recent_general=10)
+    await first.close()
+    again = SqliteStore(data_dir)  # released by close
+    await again.open(window=10, recent_general=10)
+    await again.close()
+
+
+async def test_a_store_that_fails_to_open_releases_the_directory(data_dir: Path) -> None:
+    store = SqliteStore(data_dir)
+    await store.open(window=10, recent_general=10)
+    await store.close()
+    conn = sqlite3.connect(data_dir / DB_FILENAME)
+    with conn:
+        conn.execute("UPDATE schema_version SET version = version + 1")
+    conn.close()
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await SqliteStore(data_dir).open(window=10, recent_general=10)
+    conn = sqlite3.connect(data_dir / DB_FILENAME)
+    with conn:
+        conn.execute("UPDATE schema_version SET version = version - 1")
+    conn.close()
+    store = SqliteStore(data_dir)  # the failed open let go of the directory
+    await store.open(window=10, recent_general=10)
+    await store.close()

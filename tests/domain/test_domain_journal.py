@@ -167,6 +167,7 @@ async def crash(store: SqliteStore) -> None:
     await writer.stop()
     if store._reader is not None:
         await store._reader.stop()
+    store._unlock()  # the kernel releases a dead process's lock
 
 
 async def test_acknowledged_writes_are_replayed_once_after_a_crash(data_dir: Path) -> None:
