@@ -82,9 +82,12 @@ def serve(**options: Any) -> None:
     """Run the chat server."""
     config = config_from_options(options)
     configure_logging(config.log_level, config.log_file)
-    from rpcchat.app import run_until_signalled
+    from rpcchat.app import StartupError, run_until_signalled
 
-    asyncio.run(run_until_signalled(config))
+    try:
+        asyncio.run(run_until_signalled(config))
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def config_from_options(options: dict[str, Any]) -> ServerConfig:

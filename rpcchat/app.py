@@ -6,12 +6,13 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
 
 from rpcchat.clock import Clock, SystemClock
 from rpcchat.config import ServerConfig
 from rpcchat.domain.passwords import PasswordHasher
 from rpcchat.domain.service import ChatService
-from rpcchat.domain.sqlite_store import SqliteStore
+from rpcchat.domain.sqlite_store import SqliteStore, StoreUnavailable
 from rpcchat.jsonrpc.dispatcher import DispatchResult, Dispatcher
 from rpcchat.jsonrpc.registry import Registry
 from rpcchat.methods import register_all
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 HEALTH_BODY = json.dumps({"status": "ok"}).encode()
+
+
+class StartupError(Exception):
+    """The server could not start; the message says why, for the person starting it."""
 
 
 class ChatServer:
@@ -49,8 +54,21 @@ class ChatServer:
         return self.http.port
 
     async def start(self) -> None:
-        await self.service.start()
-        await self.http.start(self.config.host, self.config.port)
+        """Open storage and listen. StartupError says why when either is impossible (the
+        data directory in use, the port taken, ...); nothing is left running then."""
+        try:
+            await self.service.start()
+        except (OSError, StoreUnavailable, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the data directory {self.config.data_dir}: "
+                               f"{exc}") from exc
+        try:
+            await self.http.start(self.config.host, self.config.port)
+        except BaseException as exc:
+            await self.service.close()
+            if isinstance(exc, OSError):
+                raise StartupError(f"cannot listen on {self.config.host}:{self.config.port}: "
+                                   f"{exc.strerror or exc}") from exc
+            raise
         log.info("listening on http://%s:%d (data in %s)",
                  self.config.host, self.port, self.config.data_dir)
 

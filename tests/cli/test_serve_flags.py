@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from click.testing import CliRunner
 import rpcchat.app
 from cli.main import main
 from rpcchat.config import ServerConfig
+from rpcchat.domain.sqlite_store import lock_directory
 
 
 @pytest.fixture
@@ -102,3 +105,38 @@ def test_bad_values_are_refused_with_one_clear_error(
     assert "Invalid value" in result.output
     assert "Traceback" not in result.output
     assert captured == []
+
+
+@pytest.fixture
+def quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cli.serve.configure_logging", lambda *args: None)
+
+
+def test_a_taken_port_is_one_clear_error(quiet_logging: None, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve("--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    # Nothing was left open: the data directory can be used at once.
+    lock = lock_directory(tmp_path / "data")
+    assert lock is not None
+    os.close(lock)
+
+
+def test_a_data_directory_in_use_is_one_clear_error(quiet_logging: None,
+                                                    tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    lock = lock_directory(data_dir)  # as a running server holds it
+    try:
+        result = serve("--port", "0", "--data-dir", str(data_dir))
+    finally:
+        assert lock is not None
+        os.close(lock)
+    assert result.exit_code == 1
+    assert "in use by another rpcchat server" in result.output
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
