@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -724,8 +725,8 @@ def skip_record(conn: sqlite3.Connection, number: int) -> None:
         logger.exception("could not record journal position %d", number)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# One encoder for every row: json.dumps with options builds a new encoder per call.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _insert_rows(conn: sqlite3.Connection, table: str, columns: str,
@@ -735,7 +736,7 @@ def _insert_rows(conn: sqlite3.Connection, table: str, columns: str,
         placeholders = "(" + ", ".join("?" * len(chunk[0])) + ")"
         conn.execute(f"INSERT INTO {table} ({columns}) VALUES "
                      + ", ".join([placeholders] * len(chunk)),
-                     [value for row in chunk for value in row])
+                     list(chain.from_iterable(chunk)))
 
 
 def _apply_change(conn: sqlite3.Connection, change: Change, batch: _Batch) -> None:
