@@ -37,19 +37,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from rpcchat.domain.feature_records import FEATURE_CHANGE_TYPES
 from rpcchat.domain.group_file_records import GROUP_FILE_CHANGE_TYPES
-from rpcchat.domain.records import (
-    AdvanceCursor,
-    Change,
-    JoinChat,
-    LeaveChat,
-    NewChat,
-    NewEvent,
-    NewMessage,
-    NewSession,
-    NewUser,
-    RememberClientMsgId,
-    RevokeSession,
-)
+from rpcchat.domain.records import CORE_CHANGE_TYPES, Change
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +48,7 @@ _MAX_PAYLOAD = 256 * 1024 * 1024
 _FILE_NAME = re.compile(re.escape(JOURNAL_PREFIX) + r"(\d{1,18})")
 
 CHANGE_TYPES: tuple[type, ...] = (
-    NewUser, NewSession, RevokeSession, NewChat, JoinChat, LeaveChat, NewMessage, NewEvent,
-    AdvanceCursor, RememberClientMsgId, *GROUP_FILE_CHANGE_TYPES, *FEATURE_CHANGE_TYPES,
+    *CORE_CHANGE_TYPES, *GROUP_FILE_CHANGE_TYPES, *FEATURE_CHANGE_TYPES,
 )
 
 

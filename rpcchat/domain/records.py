@@ -157,6 +157,11 @@ Change = Union[
     NewUser, NewSession, RevokeSession, NewChat, JoinChat, LeaveChat, NewMessage, NewEvent,
     AdvanceCursor, RememberClientMsgId, GroupFileChange, FeatureChange,
 ]
+# The types of Change defined here (GROUP_FILE_ and FEATURE_CHANGE_TYPES: the rest).
+CORE_CHANGE_TYPES = (
+    NewUser, NewSession, RevokeSession, NewChat, JoinChat, LeaveChat, NewMessage, NewEvent,
+    AdvanceCursor, RememberClientMsgId,
+)
 
 
 # --- what the service loads at start ---------------------------------------------------

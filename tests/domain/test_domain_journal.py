@@ -27,7 +27,7 @@ from rpcchat.domain.journal import (
     read_records,
     recover,
 )
-from rpcchat.domain.records import EventRecord, NewChat, NewEvent, NewMessage
+from rpcchat.domain.records import Change, EventRecord, NewChat, NewEvent, NewMessage
 from rpcchat.domain.sqlite_store import DB_FILENAME
 
 
@@ -170,11 +170,17 @@ async def crash(store: SqliteStore) -> None:
     store._unlock()  # the kernel releases a dead process's lock
 
 
-async def test_acknowledged_writes_are_replayed_once_after_a_crash(data_dir: Path) -> None:
+async def journal_only(data_dir: Path) -> SqliteStore:
+    """An open store whose writes reach the journal and never the database."""
     store = SqliteStore(data_dir)
     await store.open(window=10, recent_general=10)
     assert store._writer is not None
     store._writer.apply = lambda changes, number: None  # type: ignore[method-assign]
+    return store
+
+
+async def test_acknowledged_writes_are_replayed_once_after_a_crash(data_dir: Path) -> None:
+    store = await journal_only(data_dir)
     for n in range(5):
         await store.submit([NewChat(f"c{n}", "group", "g", None, 0.0)])
     await crash(store)
@@ -229,10 +235,7 @@ async def test_journal_files_rotate_and_go_once_applied(data_dir: Path,
 async def test_replay_spans_several_generations(data_dir: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(JournalWriter.__init__, "__kwdefaults__", {"rotate_bytes": 300})
-    store = SqliteStore(data_dir)
-    await store.open(window=10, recent_general=10)
-    assert store._writer is not None
-    store._writer.apply = lambda changes, number: None  # type: ignore[method-assign]
+    store = await journal_only(data_dir)
     for n in range(30):
         await store.submit([NewChat(f"c{n:02}", "group", "g", None, 0.0)])
     await crash(store)
@@ -305,3 +308,12 @@ async def test_a_backlog_is_applied_without_lingering_per_batch(
         await store.submit([NewChat(f"c{n:03}", "group", "g", None, 0.0)])
     await asyncio.wait_for(store.close(), timeout=5)
     assert chats_in(data_dir) == [f"c{n:03}" for n in range(100)]
+
+
+def test_the_journal_knows_every_kind_of_change() -> None:
+    """A Change type missing from the codec could not be journaled at all."""
+    def members(hint: Any) -> set[Any]:
+        args = get_args(hint)
+        return set().union(*(members(arg) for arg in args)) if args else {hint}
+
+    assert members(Change) == set(CHANGE_TYPES)
