@@ -5,6 +5,8 @@
 Scenarios:
 - status: keep-alive throughput of `status` on rpcchat vs the same JSON-RPC answer on aiohttp.
 - send:   durable `send` throughput on rpcchat vs the aiohttp echo.
+- send-framework: durable `send` on rpcchat vs the same dispatcher, chat service and
+          storage served by aiohttp (bench/aiohttp_send_anchor.py): the transport's share.
 Rounds are A/B interleaved and the median is reported. The load generator is wrk when it is
 installed (a C client, so the client is never the bottleneck), else bench/load.py.
 """
@@ -29,6 +31,7 @@ from typing import Iterator
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 STATUS_BODY = '{"jsonrpc":"2.0","method":"status","id":1}'
+SEND_BODY = '{"jsonrpc":"2.0","method":"send","params":{"text":"hello"},"id":1}'
 
 
 def free_port() -> int:
@@ -118,17 +121,17 @@ def _load_with_wrk(port: int, body: str, seconds: float, connections: int, token
 
 
 def interleaved(name: str, ours: int, anchor: int, body: str, args: argparse.Namespace,
-                token: str = "") -> None:
+                token: str = "", anchor_body: str = STATUS_BODY, anchor_token: str = "") -> None:
     for connections in args.connections:
         ours_rps: list[float] = []
         anchor_rps: list[float] = []
         load(ours, body, 1, connections, token)      # warm-up
-        load(anchor, STATUS_BODY, 1, connections)
+        load(anchor, anchor_body, 1, connections, anchor_token)
         for _ in range(args.rounds):
             ours_rps.append(load(ours, body, args.seconds, connections, token))
-            anchor_rps.append(load(anchor, STATUS_BODY, args.seconds, connections))
+            anchor_rps.append(load(anchor, anchor_body, args.seconds, connections, anchor_token))
         a, b = statistics.median(ours_rps), statistics.median(anchor_rps)
-        print(f"{name:8s} c={connections:<3d} rpcchat {a:9.0f} req/s   aiohttp {b:9.0f} req/s"
+        print(f"{name:14s} c={connections:<3d} rpcchat {a:9.0f} req/s   aiohttp {b:9.0f} req/s"
               f"   ratio {a / b:5.2f}x")
 
 
@@ -143,11 +146,31 @@ def bench_send(args: argparse.Namespace) -> None:
             aiohttp_anchor() as anchor:
         login = rpc(ours, "connect", {"name": "bench", "password": "bench-password"})
         assert isinstance(login, dict)
-        body = '{"jsonrpc":"2.0","method":"send","params":{"text":"hello"},"id":1}'
-        interleaved("send", ours, anchor, body, args, token=str(login["token"]))
+        interleaved("send", ours, anchor, SEND_BODY, args, token=str(login["token"]))
 
 
-SCENARIOS = {"status": bench_status, "send": bench_send}
+@contextmanager
+def aiohttp_send_anchor(data_dir: str) -> Iterator[int]:
+    port = free_port()
+    args = [PYTHON, str(HERE / "aiohttp_send_anchor.py"), "--port", str(port),
+            "--data-dir", data_dir]
+    with process(args, port):
+        yield port
+
+
+def bench_send_framework(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as ours_data, tempfile.TemporaryDirectory() as fw_data, \
+            rpcchat_server(ours_data) as ours, aiohttp_send_anchor(fw_data) as anchor:
+        tokens = []
+        for port in (ours, anchor):
+            login = rpc(port, "connect", {"name": "bench", "password": "bench-password"})
+            assert isinstance(login, dict)
+            tokens.append(str(login["token"]))
+        interleaved("send-framework", ours, anchor, SEND_BODY, args, token=tokens[0],
+                    anchor_body=SEND_BODY, anchor_token=tokens[1])
+
+
+SCENARIOS = {"status": bench_status, "send": bench_send, "send-framework": bench_send_framework}
 
 
 def main() -> None:
