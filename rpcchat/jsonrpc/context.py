@@ -31,6 +31,8 @@ class CallContext:
     token: str | None = field(repr=False)
     # Inside a batch a handler must not block (poll answers at once).
     in_batch: bool
+    # Who the call turned out to act for, when it carried no token (connect): for the log.
+    acting_as: str | None = None
 
     @property
     def user(self) -> str:

@@ -205,9 +205,12 @@ class Dispatcher:
             principal, token = credentials.for_method(spec.auth)
             if principal is not None:
                 user = principal.user
-            running = spec.handler(CallContext(principal, token, in_batch), **spec.bind(params))
+            ctx = CallContext(principal, token, in_batch)
+            running = spec.handler(ctx, **spec.bind(params))
             del params
             result = await running
+            if ctx.acting_as is not None:
+                user = ctx.acting_as
         except RpcError as exc:
             error = exc
         except Exception:

@@ -26,7 +26,9 @@ class AccountMethods:
         history: Annotated[int, Range(ge=0, le="max_history"),
                            Doc("How many of general's newest messages to return")] | None = None,
     ) -> ConnectResult:
-        return cast(ConnectResult, await self.service.connect(name, password, history))
+        result = cast(ConnectResult, await self.service.connect(name, password, history))
+        ctx.acting_as = result["user"]  # the stored spelling, checked: safe to log
+        return result
 
     @rpc_method("disconnect", summary="Revoke this client's token")
     async def disconnect(self, ctx: CallContext) -> OkResult:
