@@ -64,6 +64,10 @@ def _option(flag: str, **kwargs: Any) -> Callable[[F], F]:
          help="Largest file in bytes.")
 @_option("--max-text", default=DEFAULTS.max_text, type=click.IntRange(min=1),
          help="Longest message text in characters.")
+@_option("--upload-timeout", default=DEFAULTS.upload_timeout, type=POSITIVE_FLOAT,
+         help="Seconds an unfinished upload may stay idle before it expires.")
+@_option("--max-uploads", default=DEFAULTS.max_uploads, type=click.IntRange(min=1),
+         help="Unfinished uploads a user may have at once.")
 @_option("--log-level", default=DEFAULTS.log_level, type=click.Choice(LEVELS, case_sensitive=False),
          help="Logging level.")
 @_option("--log-file", default=None, type=click.Path(dir_okay=False, path_type=Path),

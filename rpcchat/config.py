@@ -35,6 +35,8 @@ class ServerConfig:
     ban_duration: float = 14400.0
     max_file_size: int = 5 * 1024 * 1024
     max_text: int = 4096
+    upload_timeout: float = 3600.0  # an unfinished upload idle this long expires
+    max_uploads: int = 16           # unfinished uploads per user
     log_level: str = "info"
     log_file: Path | None = None
     http: HttpLimits = field(default_factory=HttpLimits)

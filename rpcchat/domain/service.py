@@ -184,7 +184,8 @@ class ChatService:
             next_seq=self._next_seq, feed=lambda: self._feed,
             post_message=self._prepare_message, ensure_running=self._ensure_running)
         self.groups = GroupChats(core)
-        self.files = FileService(core)
+        self.files = FileService(core, upload_idle=config.upload_timeout,
+                                 max_open_uploads=config.max_uploads)
         self.rules = MessageRules(core, post=self._prepare_message, send_once=self._send_once,
                                   forget_messages=self._forget_expired_messages)
         self.rules.add_expiry_hook(self._delete_expired_files)

@@ -43,6 +43,7 @@ def test_defaults_are_the_contract_defaults(captured: list[ServerConfig]) -> Non
         20, 3600.0, 20, 3600.0)
     assert (config.report_threshold, config.ban_duration, config.max_file_size,
             config.max_text, config.log_level) == (3, 14400.0, 5242880, 4096, "info")
+    assert (config.upload_timeout, config.max_uploads) == (3600.0, 16)
 
 
 def test_every_flag_is_taken(captured: list[ServerConfig], tmp_path: Path) -> None:
@@ -51,7 +52,8 @@ def test_every_flag_is_taken(captured: list[ServerConfig], tmp_path: Path) -> No
                    "--rate-period", "2.5", "--report-threshold", "7", "--ban-duration", "1.5",
                    "--max-file-size", "1000", "--max-text", "10", "--log-level", "DEBUG",
                    "--max-body", "4096", "--keepalive-timeout", "3", "--header-timeout", "2",
-                   "--body-timeout", "4", "--max-connections", "50")
+                   "--body-timeout", "4", "--max-connections", "50",
+                   "--upload-timeout", "90.5", "--max-uploads", "3")
     assert result.exit_code == 0, result.output
     config = captured[0]
     assert (config.host, config.port, config.data_dir, config.history) == (
@@ -61,6 +63,7 @@ def test_every_flag_is_taken(captured: list[ServerConfig], tmp_path: Path) -> No
     assert (config.max_file_size, config.max_text, config.log_level) == (1000, 10, "debug")
     assert (config.http.max_body, config.http.keepalive_timeout, config.http.header_timeout,
             config.http.body_timeout, config.http.max_connections) == (4096, 3.0, 2.0, 4.0, 50)
+    assert (config.upload_timeout, config.max_uploads) == (90.5, 3)
 
 
 def test_environment_variables_are_read(captured: list[ServerConfig]) -> None:
@@ -90,6 +93,10 @@ def test_a_flag_wins_over_its_environment_variable(captured: list[ServerConfig])
     (["--ban-duration", "0"], {}),
     (["--max-file-size", "0"], {}),
     (["--max-text", "0"], {}),
+    (["--upload-timeout", "0"], {}),
+    (["--upload-timeout", "inf"], {}),
+    (["--max-uploads", "0"], {}),
+    ([], {"RPCCHAT_MAX_UPLOADS": "many"}),
     (["--log-level", "loud"], {}),
     (["--message-ttl", "nan"], {}),
     (["--message-ttl", "inf"], {}),

@@ -237,6 +237,20 @@ async def test_open_uploads_per_user_are_limited(start_server: StartServer,
     await begin(bob, b"x")  # others are not affected
 
 
+async def test_upload_limits_follow_the_server_settings(
+        start_server: StartServer, people: People, clock: ManualClock) -> None:
+    server = await start_server(max_uploads=2, upload_timeout=60)
+    (alice,) = await people.login(server, "alice")
+    first = await begin(alice, b"x")
+    await begin(alice, b"y")
+    error = await error_of(alice, "file.begin", name="third", size=1)
+    assert error["code"] == TOO_LARGE and error["data"] == {"limit": 2}
+    clock.advance(60)  # both idle for --upload-timeout
+    assert (await error_of(alice, "file.put", upload_id=first["upload_id"], offset=0,
+                           data=b64(b"x")))["code"] == NOT_FOUND
+    await begin(alice, b"z")  # the expired ones no longer count
+
+
 async def test_idle_uploads_expire_and_their_bytes_go(start_server: StartServer,
                                                       people: People,
                                                       clock: ManualClock) -> None:
