@@ -199,25 +199,15 @@ def journal_files(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-@dataclass(frozen=True)
-class Recovered:
-    """What the journal files held at open."""
-
-    records: list[Record]
-    last_number: int      # the highest record number seen (0: none)
-    last_generation: int  # the highest generation seen (0: none)
-
-
-def recover(directory: Path) -> Recovered:
-    """Read every journal file; cut a torn tail off the newest (never acknowledged)."""
+def read_journal(directory: Path) -> Iterator[tuple[int, list[Record]]]:
+    """(generation, whole records) of each journal file, oldest first, one file in memory
+    at a time. A torn tail of the newest file (never acknowledged) is cut off."""
     files = journal_files(directory)
-    records: list[Record] = []
     for position, (generation, path) in enumerate(files):
         data = path.read_bytes()
         found, end = read_records(data)
         if end < len(data):
-            newest = position == len(files) - 1
-            if newest:
+            if position == len(files) - 1:
                 logger.warning("journal %s: cutting %d bytes of a torn last record",
                                path.name, len(data) - end)
                 with open(path, "r+b") as handle:
@@ -225,9 +215,8 @@ def recover(directory: Path) -> Recovered:
             else:
                 logger.error("journal %s is damaged after byte %d; %d bytes are unreadable",
                              path.name, end, len(data) - end)
-        records += found
-    return Recovered(records, max((r.number for r in records), default=0),
-                     files[-1][0] if files else 0)
+        del data
+        yield generation, found
 
 
 def remove_files(directory: Path) -> None:
@@ -299,10 +288,17 @@ class JournalWriter:
             logger.error("journal: %s", self._broken)
 
     def _rotate(self) -> None:
-        os.close(self._fd)
-        self._older.append((self.last_number, self._path(self._generation)))
+        # The next file is opened first: if that fails, appends go on in the current one.
+        old_fd, old_path = self._fd, self._path(self._generation)
         self._generation += 1
-        self._open_generation()
+        try:
+            self._open_generation()
+        except OSError:
+            self._generation -= 1
+            self._fd = old_fd
+            raise
+        os.close(old_fd)
+        self._older.append((self.last_number, old_path))
 
     def applied(self, number: int) -> None:
         """The database holds every record up to `number`: drop files entirely below."""

@@ -67,7 +67,8 @@ from rpcchat.domain.group_file_sql import GROUP_FILE_MIGRATION, apply_group_file
     find_file_message, load_group_file_state
 from rpcchat.domain.feature_records import FEATURE_CHANGE_TYPES
 from rpcchat.domain.feature_store import SCHEMA_STEP_2, apply_feature_change
-from rpcchat.domain.journal import ChangeCodec, JournalWriter, batches, recover, remove_files
+from rpcchat.domain.journal import ChangeCodec, JournalWriter, Record, batches, read_journal, \
+    remove_files
 from rpcchat.domain.message_sql import MESSAGE_SELECT, message_from_row
 
 logger = logging.getLogger(__name__)
@@ -277,6 +278,9 @@ class SqliteStore:
     def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
         if not self._accepting or self._writer is None:
             raise StoreClosed("store is not open")
+        if self._writer.stopped.done():
+            # Its thread failed: nothing would reach the database before a restart.
+            raise StoreClosed("storage stopped")
         batch = tuple(changes)
         if self._journal is None:
             return self._writer.write(batch)
@@ -639,10 +643,31 @@ def _replay(
 ) -> tuple[int, int]:
     """At open: apply the journal records the database does not hold yet, in order.
     Returns the last record number and the last journal generation seen."""
-    recovered = recover(directory)
     applied = _journal_position(conn)
-    pending = [record for record in recovered.records if record.number > applied]
-    for chunk in batches(pending, batch):
+    last_number = last_generation = replayed = 0
+    for generation, records in read_journal(directory):
+        last_generation = generation
+        last_number = max([last_number, *(record.number for record in records)])
+        pending = [record for record in records if record.number > applied]
+        _apply_records(conn, pending, codec=codec, commit=commit, batch=batch)
+        replayed += len(pending)
+    now_applied = _journal_position(conn)
+    if replayed:
+        logger.info("journal: applied %d records written before the last stop", replayed)
+    if now_applied >= last_number:
+        remove_files(directory)
+    return max(now_applied, last_number), last_generation
+
+
+def _apply_records(
+    conn: sqlite3.Connection,
+    records: Sequence[Record],
+    *,
+    codec: ChangeCodec,
+    commit: Callable[[sqlite3.Connection, Sequence[tuple[tuple[Change, ...], int]]], None],
+    batch: int,
+) -> None:
+    for chunk in batches(records, batch):
         decoded: list[tuple[tuple[Change, ...], int]] = []
         for record in chunk:
             try:
@@ -652,12 +677,6 @@ def _replay(
                              record.number, exc)
                 decoded.append(((), record.number))
         commit(conn, decoded)
-    now_applied = _journal_position(conn)
-    if pending:
-        logger.info("journal: applied %d records written before the last stop", len(pending))
-    if now_applied >= recovered.last_number:
-        remove_files(directory)
-    return max(now_applied, recovered.last_number), recovered.last_generation
 
 
 def _journal_position(conn: sqlite3.Connection) -> int:

@@ -25,10 +25,10 @@ from rpcchat.domain.journal import (
     frame,
     journal_files,
     read_records,
-    recover,
+    read_journal,
 )
 from rpcchat.domain.records import Change, EventRecord, NewChat, NewEvent, NewMessage
-from rpcchat.domain.sqlite_store import DB_FILENAME
+from rpcchat.domain.sqlite_store import DB_FILENAME, StoreClosed
 
 
 def sample(hint: Any, seed: int) -> Any:
@@ -110,7 +110,7 @@ def test_read_records_stops_at_a_torn_or_damaged_record() -> None:
     assert [r.number for r in records] == [1] and end == len(first)
 
 
-def test_recover_cuts_a_torn_tail_of_the_newest_file(tmp_path: Path,
+def test_reading_cuts_a_torn_tail_of_the_newest_file(tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     older = tmp_path / "rpcchat.journal.1"
     newest = tmp_path / "rpcchat.journal.2"
@@ -118,9 +118,9 @@ def test_recover_cuts_a_torn_tail_of_the_newest_file(tmp_path: Path,
     newest.write_bytes(frame(3, b"c") + frame(4, b"d")[:7])
     (tmp_path / "rpcchat.journal.x").write_bytes(b"not a journal name")
     with caplog.at_level(logging.WARNING):
-        recovered = recover(tmp_path)
-    assert [r.number for r in recovered.records] == [1, 2, 3]
-    assert recovered.last_number == 3 and recovered.last_generation == 2
+        files = [(generation, [r.number for r in records])
+                 for generation, records in read_journal(tmp_path)]
+    assert files == [(1, [1, 2]), (2, [3])]
     assert newest.read_bytes() == frame(3, b"c")  # the torn record is gone
     assert older.read_bytes().endswith(b"garbage")  # damage in an older file is only logged
     assert "damaged" in caplog.text and "torn" in caplog.text
@@ -141,7 +141,7 @@ def test_a_failed_write_leaves_no_partial_record(tmp_path: Path,
     monkeypatch.setattr(os, "write", real_write)
     writer.append([NewChat("c", "group", "c", None, 0.0)])
     writer.close(all_applied=False)
-    records = recover(tmp_path).records
+    records = [record for _, found in read_journal(tmp_path) for record in found]
     assert [r.number for r in records] == [1, 2]
     assert [ChangeCodec().decode(r.payload)[0] for r in records] == [
         NewChat("a", "group", "a", None, 0.0), NewChat("c", "group", "c", None, 0.0)]
@@ -317,3 +317,35 @@ def test_the_journal_knows_every_kind_of_change() -> None:
         return set().union(*(members(arg) for arg in args)) if args else {hint}
 
     assert members(Change) == set(CHANGE_TYPES)
+
+
+def test_a_failed_rotation_keeps_the_current_file(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = JournalWriter(tmp_path, ChangeCodec(), next_number=1, generation=1,
+                           rotate_bytes=100)  # a record here is 69 bytes
+    writer.append([NewChat("a", "group", "a", None, 0.0)])
+    real_open = os.open
+
+    def no_more_files(path: Any, flags: int, mode: int = 0o777) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "open", no_more_files)
+    with pytest.raises(OSError):
+        writer.append([NewChat("b", "group", "b", None, 0.0)])
+    monkeypatch.setattr(os, "open", real_open)
+    writer.append([NewChat("c", "group", "c", None, 0.0)])  # rotates now
+    writer.close(all_applied=False)
+    found = [(generation, [r.number for r in records])
+             for generation, records in read_journal(tmp_path)]
+    assert found == [(1, [1]), (2, [2])]
+
+
+async def test_writes_are_refused_once_the_writer_thread_is_gone(data_dir: Path) -> None:
+    store = SqliteStore(data_dir)
+    await store.open(window=10, recent_general=10)
+    assert store._writer is not None
+    await store._writer.stop()  # as if its thread had died
+    with pytest.raises(StoreClosed, match="storage stopped"):
+        store.submit([NewChat("x", "group", "g", None, 0.0)])
+    await store.close()
+    assert journal_files(data_dir) == []  # nothing was acknowledged that was not applied
