@@ -61,10 +61,14 @@ def invite(chat: str, user: str, as_json: bool, server: str | None) -> None:
     show(result, as_json, f"Added {user}: {describe_chat(result['chat'])}")
 
 
-@group_command("link", "chat")
-def link(chat: str, as_json: bool, server: str | None) -> None:
+reset_option = click.option("--reset", is_flag=True,
+                            help="Replace the link; the old one stops working.")
+
+
+@group_command("link", "chat", options=(reset_option,))
+def link(chat: str, reset: bool, as_json: bool, server: str | None) -> None:
     """Print the join link of CHAT (owner only); whoever has it can ask to join."""
-    result = call_server(server, lambda client: client.chat_link(chat))
+    result = call_server(server, lambda client: client.chat_link(chat, reset))
     show(result, as_json, str(result["link"]))
 
 

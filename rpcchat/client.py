@@ -343,8 +343,11 @@ class ChatClient:
         params = {"chat": chat, "user": user}
         return cast(ChatResult, await self._call_object("chat.invite", params))
 
-    async def chat_link(self, chat: str) -> LinkResult:
-        return cast(LinkResult, await self._call_object("chat.link", {"chat": chat}))
+    async def chat_link(self, chat: str, reset: bool = False) -> LinkResult:
+        params: dict[str, Any] = {"chat": chat}
+        if reset:
+            params["reset"] = True
+        return cast(LinkResult, await self._call_object("chat.link", params))
 
     async def chat_join(self, link: str) -> JoinResult:
         return cast(JoinResult, await self._call_object("chat.join", {"link": link}))

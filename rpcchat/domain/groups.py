@@ -198,22 +198,29 @@ class GroupChats:
 
     # --- links and requests ------------------------------------------------------------
 
-    async def link(self, actor: Actor, chat: object) -> Wire:
-        """The chat's join link (owner only). Result: {link, token}."""
+    async def link(self, actor: Actor, chat: object, reset: bool = False) -> Wire:
+        """The chat's join link (owner only). Result: {link, token}. With `reset` the link
+        is replaced by a new one and the old one stops working (a leaked link)."""
         me, group = self._owner_and_chat(actor, chat)
         token = self._link_of_chat.get(group.chat_id)
-        if token is None:
+        if token is None or reset:
+            # Only chats created before links existed lack one.
             token = await self._new_link(group)
         return self._result(link=join_link(token), token=token)
 
     async def _new_link(self, group: ChatState) -> str:
-        # Only chats created before links existed lack one.
         token = opaque_id(LINK_TOKEN_BYTES)
+        old = self._forget_link(group.chat_id)
         self._remember_link(group.chat_id, token)
-        undo = _Undo()
+        undo = _Undo()  # steps run last first: drop the new link, then restore the old
+        if old is not None:
+            undo.add(partial(self._remember_link, group.chat_id, old))
         undo.add(partial(self._forget_link, group.chat_id))
-        await self._commit([NewChatLink(group.chat_id, token, self._core.clock.time())], [],
+        await self._commit([DropChatLink(group.chat_id),
+                            NewChatLink(group.chat_id, token, self._core.clock.time())], [],
                            undo, "creating a join link")
+        logger.info("chat.link: chat=%s link %s", group.chat_id,
+                    "replaced" if old is not None else "created")
         return token
 
     async def join(self, actor: Actor, link: object) -> Wire:

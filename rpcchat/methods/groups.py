@@ -39,9 +39,12 @@ class GroupMethods:
 
     @rpc_method("chat.link", errors=(Forbidden, NotFound),
                 summary="The chat's join link and its token (owner only)")
-    async def link(self, ctx: CallContext, chat: ChatId) -> LinkResult:
+    async def link(
+        self, ctx: CallContext, chat: ChatId,
+        reset: Annotated[bool, Doc("Replace the link: the old one stops working")] = False,
+    ) -> LinkResult:
         return cast(LinkResult, await self.service.groups.link(
-            session_of(self.service, ctx), chat))
+            session_of(self.service, ctx), chat, reset))
 
     @rpc_method("chat.join", errors=(NotFound,),
                 summary="Ask to join the chat of a link; the owner approves or declines")

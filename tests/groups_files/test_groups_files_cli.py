@@ -55,6 +55,11 @@ def test_group_commands(cli_user: UserFactory) -> None:
     assert "(no pending requests)" in alice("group", "requests", chat["id"]).stdout
     assert "You are a member" in carol("group", "join", link.stdout.strip()).stdout
     assert bob("group", "leave", chat["id"]).exit_code == 0
+    fresh = alice("group", "link", chat["id"], "--reset")
+    assert fresh.exit_code == 0 and fresh.stdout.startswith("rpcchat:join/")
+    assert fresh.stdout != link.stdout
+    gone = dave("group", "join", link.stdout.strip())
+    assert gone.exit_code == 1 and "code -32003" in gone.stderr
     # Errors are one line on stderr, exit code 1.
     refused = dave("group", "invite", chat["id"], bob.name)
     assert refused.exit_code == 1 and "code -32002" in refused.stderr

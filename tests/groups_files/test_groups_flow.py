@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gf_support import People, StartServer, kinds, of_chat
 from rpc_testing import CONFLICT, FORBIDDEN, INVALID_PARAMS, NOT_FOUND, error_of, events_since
 
@@ -261,3 +263,46 @@ async def test_leaver_waiting_poll_wakes_for_its_chat_left(start_server: StartSe
     await bob.call("chat.leave", chat=group)
     reply = await asyncio.wait_for(waiting, 5)
     assert kinds(reply["events"]) == [("chat.left", "bob")]
+
+
+async def test_a_reset_link_replaces_the_old_one(start_server: StartServer,
+                                                 people: People) -> None:
+    server = await start_server()
+    alice, bob, dave, erin = await people.login(server, "alice", "bob", "dave", "erin")
+    group = (await alice.call("chat.create", name="Team", members=["bob"]))["chat"]["id"]
+    old = await alice.call("chat.link", chat=group)
+    await dave.call("chat.join", link=old["token"])  # asked before the reset: still pending
+    new = await alice.call("chat.link", chat=group, reset=True)
+    assert new["token"] != old["token"] and new["link"] == f"rpcchat:join/{new['token']}"
+    assert (await alice.call("chat.link", chat=group))["token"] == new["token"]
+    assert (await error_of(erin, "chat.join", link=old["link"]))["code"] == NOT_FOUND
+    assert (await erin.call("chat.join", link=new["token"]))["status"] == "pending"
+    assert [r["user"] for r in (await alice.call("chat.requests", chat=group))["requests"]] \
+        == ["dave", "erin"]
+    # Only the owner may reset, and the reset survives a restart.
+    assert (await error_of(bob, "chat.link", chat=group, reset=True))["code"] == FORBIDDEN
+    assert (await error_of(alice, "chat.link", chat=group, reset="yes"))["code"] \
+        == INVALID_PARAMS
+    await server.close()
+    server = await start_server(data_dir=server.config.data_dir)
+    await people.move_to(server)
+    assert (await people["alice"].call("chat.link", chat=group))["token"] == new["token"]
+    assert (await error_of(people["erin"], "chat.join", link=old["token"]))["code"] \
+        == NOT_FOUND
+
+
+async def test_a_reset_that_cannot_be_stored_keeps_the_old_link(
+        start_server: StartServer, people: People, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = await start_server()
+    alice, dave = await people.login(server, "alice", "dave")
+    group = (await alice.call("chat.create", name="Team"))["chat"]["id"]
+    old = (await alice.call("chat.link", chat=group))["token"]
+
+    def disk_full(changes: object) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server.service._store, "submit", disk_full)
+    assert (await error_of(alice, "chat.link", chat=group, reset=True))["code"] == -32603
+    monkeypatch.undo()
+    assert (await alice.call("chat.link", chat=group))["token"] == old
+    assert (await dave.call("chat.join", link=old))["status"] == "pending"
