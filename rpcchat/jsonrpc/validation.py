@@ -333,19 +333,25 @@ class TypeCompiler:
         compiled = self.compile(base)
         schema = dict(compiled.schema)
         checks: list[Check] = []
+        size_checks: list[Check] = []
         for meta in metadata:
             if isinstance(meta, Range):
                 checks.append(self._range(meta, compiled.kind, schema))
             elif isinstance(meta, Length):
-                checks.append(self._length(meta, compiled.kind, schema))
+                check = self._length(meta, compiled.kind, schema)
+                # An array's size is known before its items are validated: one far over its
+                # limit is refused at once, not after validating every item.
+                (size_checks if compiled.kind == "array" else checks).append(check)
             elif isinstance(meta, Pattern):
                 checks.append(self._pattern(meta, compiled.kind, schema))
             elif isinstance(meta, Doc):
                 schema["description"] = meta.text
             # Other Annotated metadata belongs to other tools: left alone on purpose.
-        if not checks:
-            return CompiledType(compiled.validate, schema, compiled.kind)
         validate_base = compiled.validate
+        if size_checks:
+            validate_base = _size_first(size_checks, validate_base)
+        if not checks:
+            return CompiledType(validate_base, schema, compiled.kind)
         if len(checks) == 1:
             only_check = checks[0]
 
@@ -432,6 +438,18 @@ class TypeCompiler:
                 raise InvalidParams(field, f"must match the pattern {regex}")
 
         return check
+
+
+def _size_first(size_checks: list[Check], validate_items: Validator) -> Validator:
+    """`validate_items`, preceded by the size checks when the value is an array."""
+
+    def validate(value: Any, field: str) -> Any:
+        if type(value) is list:
+            for check in size_checks:
+                check(value, field)
+        return validate_items(value, field)
+
+    return validate
 
 
 def _is_required_key(name: str, hint: Any, required_keys: frozenset[str]) -> bool:

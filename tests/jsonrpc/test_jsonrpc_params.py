@@ -274,6 +274,14 @@ async def test_text_over_the_configured_limit_is_too_large(param_dispatcher: Dis
     assert reply["error"]["data"] == {"limit": 10}
 
 
+async def test_array_size_is_checked_before_its_items(param_dispatcher: Dispatcher) -> None:
+    # A list far over its limit is refused for its size, without validating every item.
+    reply = await call(param_dispatcher, "limits", {"text": "a", "tags": [1, 2, 3, 4]})
+    assert invalid(reply) == ("tags", "must have at most 3 items")
+    reply = await call(param_dispatcher, "limits", {"text": "a", "tags": ["1", 2]})
+    assert invalid(reply)[0] == "tags[1]"
+
+
 class _NoTokens:
     async def authenticate(self, token: str) -> Any:
         raise AssertionError("no method here needs a token")
