@@ -18,7 +18,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict, cast
 
@@ -246,6 +246,8 @@ class ChatClient:
         """Log in (creating the account on first use); keeps the returned token."""
         params = drop_none(name=name, password=password, history=history)
         result = cast(ConnectResult, await self._call_object("connect", params))
+        require_field("connect", result, "token", str)
+        require_field("connect", result, "user", str)
         self.token = result["token"]
         self.user = result["user"]
         return result
@@ -290,6 +292,9 @@ class ChatClient:
         params = drop_none(since=since, timeout=timeout, limit=limit)
         result = await self._call_object("poll", params, idempotent=True,
                                          timeout=max(wait, 0) + POLL_HTTP_MARGIN)
+        # events() reads both: a reply without them is unusable, like one that is not JSON.
+        require_field("poll", result, "events", list)
+        require_field("poll", result, "next", int)
         return cast(PollResult, result)
 
     async def history(self, *, chat: str | None = None, before: int | None = None,
@@ -443,20 +448,31 @@ def describe_body(body: bytes, limit: int = 200) -> str:
     return f": {' '.join(text.split())}" if text else ""
 
 
+def require_field(method: str, result: Mapping[str, object], name: str, kind: type) -> None:
+    """Raise ResponseError unless the result's `name` is a `kind` (a boolean is no int)."""
+    value = result.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ResponseError(f"{method}: the result's {name!r} is not {kind.__name__}: "
+                            f"{value!r:.80}")
+
+
 def parse_reply(method: str, request_id: int, body: bytes) -> Any:
     """The `result` of a JSON-RPC response to request `request_id`, or RpcCallError."""
     try:
         reply = json.loads(body)
     except ValueError as exc:
         raise ResponseError(f"{method}: the reply is not JSON ({exc})") from None
+    except RecursionError:
+        raise ResponseError(f"{method}: the reply is nested too deeply") from None
     if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0":
         raise ResponseError(f"{method}: the reply is not a JSON-RPC 2.0 response")
     error = reply.get("error")
     if error is not None:
-        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+        if not isinstance(error, dict) or type(error.get("code")) is not int:
             raise ResponseError(f"{method}: malformed error object in the reply")
         raise RpcCallError(error["code"], str(error.get("message", "")), error.get("data"))
-    if reply.get("id") != request_id:
+    # true == 1 in Python: a boolean id must not pass for request 1.
+    if reply.get("id") != request_id or isinstance(reply.get("id"), bool):
         raise ResponseError(f"{method}: the reply answers request id {reply.get('id')!r}, "
                             f"not {request_id}")
     if "result" not in reply:

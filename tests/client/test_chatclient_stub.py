@@ -131,6 +131,10 @@ async def test_file_put_sends_base64(stub: StartStub) -> None:
     ("200 OK", b"[1, 2]", "not a JSON-RPC 2.0 response"),
     ("200 OK", b'{"jsonrpc": "2.0", "id": 77, "result": 1}', "request id 77"),
     ("200 OK", b'{"jsonrpc": "2.0", "id": 1, "result": 5}', "expected an object"),
+    ("200 OK", b"[" * 100_000, "nested too deeply"),
+    ("200 OK", b'{"jsonrpc": "2.0", "id": true, "result": {}}', "request id True"),
+    ("200 OK", b'{"jsonrpc": "2.0", "id": 1, "error": {"code": true, "message": "x"}}',
+     "malformed error object"),
 ])
 async def test_unusable_replies_raise_response_error(
         stub: StartStub, status: str, body: bytes, reason: str) -> None:
@@ -142,6 +146,26 @@ async def test_unusable_replies_raise_response_error(
     async with ChatClient(server.url) as client:
         with pytest.raises(ResponseError, match=reason):
             await client.status()
+
+
+@pytest.mark.parametrize("method, result, field", [
+    ("connect", {"user": "alice"}, "token"),
+    ("connect", {"token": "t2", "user": None}, "user"),
+    ("poll", {"next": 1}, "events"),
+    ("poll", {"events": {}, "next": 1}, "events"),
+    ("poll", {"events": [], "next": "1"}, "next"),
+    ("poll", {"events": [], "next": True}, "next"),
+])
+async def test_results_lacking_what_the_client_reads_raise_response_error(
+        stub: StartStub, method: str, result: dict[str, Any], field: str) -> None:
+    server = await stub(rpc_stub(lambda request: rpc_reply(request, result)))
+    async with ChatClient(server.url, token="t1") as client:
+        with pytest.raises(ResponseError, match=f"{method}: the result's '{field}'"):
+            if method == "connect":
+                await client.connect("alice", "pw")
+            else:
+                await client.poll(timeout=0)
+        assert client.token == "t1"
 
 
 async def test_poll_http_deadline_outlasts_the_long_poll(stub: StartStub) -> None:
@@ -285,6 +309,20 @@ async def test_events_retry_internal_errors_with_backoff(stub: StartStub) -> Non
             return rpc_reply(request, error=fault)
         return rpc_reply(request, {"events": [event(1)], "next": 1, "more": False,
                                    "unread": 0})
+
+    server = await stub(rpc_stub(script))
+    sleep = FakeSleep()
+    async with ChatClient(server.url, token="t", sleep=sleep,
+                          random_fraction=lambda: 0.0) as client:
+        assert [item["seq"] for item in await collect(client, 1)] == [1]
+    assert sleep.delays == [0.25]
+
+
+async def test_events_retry_a_malformed_poll_result_with_backoff(stub: StartStub) -> None:
+    replies: list[dict[str, Any]] = [{"next": 1}, {"events": [event(1)], "next": 1}]
+
+    def script(request: StubRequest) -> bytes:
+        return rpc_reply(request, {**replies.pop(0), "more": False, "unread": 0})
 
     server = await stub(rpc_stub(script))
     sleep = FakeSleep()
