@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import sqlite3
 
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 HEALTH_BODY = json.dumps({"status": "ok"}).encode()
+# A method name logged as it is; any other name (one a client made up) is logged quoted,
+# escaped and cut, so that it can neither forge nor flood log lines.
+PLAIN_METHOD_NAME = re.compile(r"[\w.-]{1,64}")
+LOGGED_NAME_CHARS = 64
 
 
 class StartupError(Exception):
@@ -102,8 +107,15 @@ def log_calls(result: DispatchResult, peer: str) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     for call in result.calls:
-        log.info("rpc %s user=%s %s %.1fms peer=%s", call.method, call.user or "-",
-                 call.outcome, call.duration_ms, peer)
+        log.info("rpc %s user=%s %s %.1fms peer=%s", loggable_method(call.method),
+                 call.user or "-", call.outcome, call.duration_ms, peer)
+
+
+def loggable_method(name: str | None) -> str:
+    if name is None or PLAIN_METHOD_NAME.fullmatch(name):
+        return str(name)
+    cut = "..." if len(name) > LOGGED_NAME_CHARS else ""
+    return ascii(name[:LOGGED_NAME_CHARS]) + cut
 
 
 async def run_until_signalled(config: ServerConfig) -> None:
