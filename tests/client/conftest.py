@@ -1,5 +1,5 @@
 """Fixtures for the HTTP client and ChatClient tests: a scriptable raw-socket HTTP stub, and
-the real rpcchat server on a free port (once the server package is importable)."""
+the real rpcchat server on a free port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from live_rpcchat import LiveServer, server_available
+from live_rpcchat import LiveServer
 from stub_http import Handler, StubServer
 
 
@@ -30,8 +30,6 @@ async def stub() -> AsyncIterator[Callable[..., Awaitable[StubServer]]]:
 
 @pytest.fixture
 async def live_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    if not server_available():
-        pytest.skip("depends on the rpcchat server (rpcchat.app is not importable yet)")
     server = LiveServer(tmp_path / "data")
     await server.start()
     yield server

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from rpc_testing import CHEAP_HASHER, TEST_HTTP_LIMITS
+from rpcchat.app import ChatServer
+from rpcchat.config import ServerConfig
 
 
 @dataclass
@@ -13,20 +16,16 @@ class LiveServer:
 
     data_dir: Path
     port: int = 0
-    server: Any = None
+    server: ChatServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        from rpcchat.app import ChatServer
-        from rpcchat.config import HttpLimits, ServerConfig
-
         config = ServerConfig(host="127.0.0.1", port=self.port, data_dir=self.data_dir,
-                              rate_limit=0, log_level="warning",
-                              http=HttpLimits(keepalive_timeout=5.0, shutdown_grace=0.5))
-        self.server = ChatServer(config)
+                              rate_limit=0, log_level="warning", http=TEST_HTTP_LIMITS)
+        self.server = ChatServer(config, password_hasher=CHEAP_HASHER)
         await self.server.start()
         self.port = self.server.port
 
@@ -34,11 +33,3 @@ class LiveServer:
         if self.server is not None:
             await self.server.close()
             self.server = None
-
-
-def server_available() -> bool:
-    try:
-        import rpcchat.app  # noqa: F401
-    except ImportError:
-        return False
-    return True
