@@ -886,7 +886,9 @@ class ChatService:
                       if event.expires_at is None or event.expires_at > now]
             if more:
                 if len(found) >= limit:
-                    return found, older[-1].seq, True
+                    # Nothing read (the limit was filled before the window moved past
+                    # `position`): resume where this page ended.
+                    return found, older[-1].seq if older else position, True
                 position = older[-1].seq
                 continue
             position = upto

@@ -232,6 +232,38 @@ async def test_a_poll_from_an_old_position_reads_from_the_store(
     assert position == service.head
 
 
+async def test_a_store_page_that_fills_the_limit_while_the_window_moves_on(
+    open_service: OpenService, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store answers exactly `limit` events; meanwhile new events push the window's
+    floor past that page, so the poll must stop at the page instead of asking the store
+    for zero more (which once ended in an IndexError)."""
+    service = await open_service(event_window=1)
+    alice = await login(service, "alice")
+    for number in range(5):
+        await service.send(alice, f"m{number}")
+    store = service._store
+    read_events = store.visible_events
+    reads = 0
+
+    async def read_then_publish(*args: object, **kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        page = await read_events(*args, **kwargs)  # type: ignore[arg-type]
+        if reads == 1:
+            for number in range(3):
+                await service.send(alice, f"later {number}")
+        return page
+
+    monkeypatch.setattr(store, "visible_events", read_then_publish)
+    page = await service.poll(alice, since=0, limit=6, wait=False)
+    assert [event["type"] for event in page["events"]] == ["chat.joined"] + ["message"] * 5
+    assert texts(page["events"]) == [f"m{n}" for n in range(5)]
+    assert page["more"] is True and page["next"] == page["events"][-1]["seq"]
+    rest = await service.poll(alice, since=page["next"], wait=False)
+    assert texts(rest["events"]) == [f"later {n}" for n in range(3)]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
