@@ -178,7 +178,7 @@ class MessageRules:
         core = self._core
         core.ensure_running()
         me = core.actor(actor)
-        parent_id = validation.require_int(message_id, "message_id", 1)
+        parent_id = validation.require_int(message_id, "message_id", 1, validation.ID_MAX)
         body = validation.message_text(text, core.config.max_text)
         request_id = validation.client_msg_id(client_msg_id)
         parent = await load_parent(core.store, parent_id, core.clock.time())

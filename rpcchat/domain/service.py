@@ -500,7 +500,8 @@ class ChatService:
         self._ensure_running()
         me = self._actor(user)
         chat_ref = validation.chat_id(chat)
-        before_id = None if before is None else validation.require_int(before, "before", 1)
+        before_id = None if before is None else validation.require_int(
+            before, "before", 1, validation.ID_MAX)
         count = validation.require_int(limit, "limit", 1, validation.HISTORY_LIMIT_MAX)
         target = self._member_chat(me, chat_ref)
         messages, more = await read_store(

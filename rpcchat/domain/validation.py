@@ -19,6 +19,7 @@ HISTORY_MAX = 200
 HISTORY_LIMIT_MAX = 200
 POLL_TIMEOUT_MAX = 60.0
 POLL_LIMIT_MAX = 500
+ID_MAX = 2**63 - 1  # ids are SQLite INTEGERs: a larger one cannot even be looked up
 
 _NAME_PUNCTUATION = frozenset("_-.")
 

@@ -207,6 +207,7 @@ async def test_bad_send_params(
         ({"chat": 3}, "chat"),
         ({"before": 0}, "before"),
         ({"before": "9"}, "before"),
+        ({"before": 2**63}, "before"),  # past any stored id: refused, not a storage error
         ({"limit": 0}, "limit"),
         ({"limit": 201}, "limit"),
         ({"limit": 1.5}, "limit"),
@@ -220,6 +221,14 @@ async def test_bad_history_params(
     with pytest.raises(InvalidParams) as caught:
         await service.history(alice, **params)
     assert caught.value.data is not None and caught.value.data["field"] == field
+
+
+@pytest.mark.parametrize("message_id", [0, "1", 2**63])
+async def test_bad_comment_message_ids(service: ChatService, message_id: object) -> None:
+    alice = await login(service, "alice")
+    with pytest.raises(InvalidParams) as caught:
+        await service.rules.comment(alice, message_id, "hi")
+    assert caught.value.data is not None and caught.value.data["field"] == "message_id"
 
 
 async def test_client_msg_id_makes_send_idempotent(service: ChatService) -> None:
