@@ -16,14 +16,35 @@ from typing import TYPE_CHECKING, Protocol
 
 from rpcchat.clock import Clock
 from rpcchat.config import ServerConfig
+from rpcchat.domain import validation
 from rpcchat.domain.feed import EventFeed
 from rpcchat.domain.records import Wire
 from rpcchat.domain.state import ChatState, UserState
 from rpcchat.domain.store import Store
 from rpcchat.domain.writes import WritePipeline
+from rpcchat.errors import InvalidParams, NotFound
 
 if TYPE_CHECKING:
     from rpcchat.domain.service import Actor
+
+
+def direct_chat_id(first: str, second: str) -> str:
+    """`dm:<a>:<b>` with the two display names in code-point order (stable: names never
+    change; unique: names are unique and contain no ':')."""
+    low, high = sorted((first, second))
+    return f"dm:{low}:{high}"
+
+
+def direct_partner(users_by_key: Mapping[str, UserState], me: UserState,
+                   recipient: str) -> tuple[UserState, str]:
+    """The user `me` writes to with `to`, and the id of their direct chat (which may not
+    exist yet)."""
+    other = users_by_key.get(validation.name_key(recipient))
+    if other is None:
+        raise NotFound(f"no such user: {recipient}")
+    if other is me:
+        raise InvalidParams("to", "cannot send a direct message to yourself")
+    return other, direct_chat_id(me.name, other.name)
 
 
 class PostMessage(Protocol):

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from rpcchat.domain import validation
-from rpcchat.domain.chatcore import ChatCore
+from rpcchat.domain.chatcore import ChatCore, direct_partner
 from rpcchat.domain.comments import load_parent
 from rpcchat.domain.feature_records import (
     SCHEDULED_CANCELLED,
@@ -252,14 +252,7 @@ class MessageRules:
         core = self._core
         if recipient is None:
             return core.member_chat(me, chat_ref).chat_id, None
-        # Imported here: the service imports this module.
-        from rpcchat.domain.service import direct_chat_id
-        other = core.users_by_key.get(validation.name_key(recipient))
-        if other is None:
-            raise NotFound(f"no such user: {recipient}")
-        if other is me:
-            raise InvalidParams("to", "cannot send a direct message to yourself")
-        chat_id = direct_chat_id(me.name, other.name)
+        other, chat_id = direct_partner(core.users_by_key, me, recipient)
         if chat_id in core.chats and not me.is_member(chat_id):
             raise Forbidden(f"not a member of chat {chat_id}")
         return chat_id, other.user_id

@@ -31,7 +31,7 @@ from rpcchat import __version__
 from rpcchat.clock import Clock
 from rpcchat.config import ServerConfig
 from rpcchat.domain import validation
-from rpcchat.domain.chatcore import ChatCore
+from rpcchat.domain.chatcore import ChatCore, direct_chat_id, direct_partner
 from rpcchat.domain.files import FileService
 from rpcchat.domain.groups import GroupChats
 from rpcchat.domain.passwords import PasswordHasher, ScryptHasher
@@ -115,13 +115,6 @@ class _Opening:
     changes: list[Change]
     events: list[EventRecord]
     rollback: Callable[[], None]
-
-
-def direct_chat_id(first: str, second: str) -> str:
-    """`dm:<a>:<b>` with the two display names in code-point order (stable: names never
-    change; unique: names are unique and contain no ':')."""
-    low, high = sorted((first, second))
-    return f"dm:{low}:{high}"
 
 
 def _token_hash(token: str) -> str:
@@ -695,12 +688,7 @@ class ChatService:
         return chat
 
     def _direct_chat(self, me: UserState, recipient: str) -> tuple[ChatState, _Opening | None]:
-        other = self._users_by_key.get(validation.name_key(recipient))
-        if other is None:
-            raise NotFound(f"no such user: {recipient}")
-        if other is me:
-            raise InvalidParams("to", "cannot send a direct message to yourself")
-        chat_id = direct_chat_id(me.name, other.name)
+        other, chat_id = direct_partner(self._users_by_key, me, recipient)
         chat = self._chats.get(chat_id)
         if chat is None:
             return self._open_direct(me, other, chat_id)
