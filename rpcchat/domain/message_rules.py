@@ -29,7 +29,7 @@ from rpcchat.domain.feature_records import (
     ScheduledSaved,
 )
 from rpcchat.domain.feature_store import load_feature_state
-from rpcchat.domain.lifetime import ExpiryHook, MessageLifetime
+from rpcchat.domain.lifetime import ExpiryHook, MessageLifetime, message_expiry
 from rpcchat.domain.moderation import REASON_MAX, Moderation
 from rpcchat.domain.rate import RateCounter
 from rpcchat.domain.records import GENERAL, Change, EventRecord, NewEvent, Wire
@@ -211,10 +211,9 @@ class MessageRules:
         item = self.scheduler.create(me.user_id, chat_id, to_user_id, body, deliver_at, now,
                                      request_id)
         created = item.wire()
-        ttl = core.config.message_ttl
         event = EventRecord(core.next_seq(), EVENT_SCHEDULED_CREATED, now, created,
                             target_id=me.user_id,
-                            expires_at=deliver_at + ttl if ttl > 0 else None)
+                            expires_at=message_expiry(deliver_at, core.config.message_ttl))
         changes: list[Change] = [
             ScheduledSaved(item.scheduled_id, item.number, me.user_id, chat_id, to_user_id,
                            body, deliver_at, now, request_id),
@@ -284,8 +283,7 @@ class MessageRules:
     def _cancel(self, item: ScheduledItem, now: float,
                 reason: str | None) -> tuple[Wire, asyncio.Future[None]]:
         core = self._core
-        ttl = core.config.message_ttl
-        expires_at = now + ttl if ttl > 0 else None
+        expires_at = message_expiry(now, core.config.message_ttl)
         self.scheduler.finish(item, SCHEDULED_CANCELLED, reason=reason, expires_at=expires_at)
         cancelled = item.wire()
         event = EventRecord(core.next_seq(), EVENT_SCHEDULED_CANCELLED, now, cancelled,
