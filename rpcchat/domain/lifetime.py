@@ -58,8 +58,8 @@ def alive(messages: Iterable[Wire], now: float) -> list[Wire]:
 
 
 class MessageLifetime:
-    """Deletes expired data. `start()` runs a first pass (catching up on whatever expired
-    while the server was down) and arms the timer."""
+    """Deletes expired data. The first `run_due()` catches up on whatever expired while
+    the server was down and arms the timer."""
 
     def __init__(self, store: Store, clock: Clock,
                  forget: Callable[[ExpiryBatch], Awaitable[None]], *,
@@ -82,9 +82,6 @@ class MessageLifetime:
 
     def add_hook(self, hook: ExpiryHook) -> None:
         self._hooks.append(hook)
-
-    async def start(self) -> None:
-        await self.run_due()
 
     async def close(self) -> None:
         self._closed = True

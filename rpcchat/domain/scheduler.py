@@ -19,12 +19,7 @@ from dataclasses import dataclass
 
 from rpcchat.clock import Clock
 from rpcchat.domain.ids import opaque_id
-from rpcchat.domain.feature_records import (
-    SCHEDULED_CANCELLED,
-    SCHEDULED_PENDING,
-    SCHEDULED_SENT,
-    ScheduledRow,
-)
+from rpcchat.domain.feature_records import SCHEDULED_PENDING, ScheduledRow
 from rpcchat.domain.records import Wire
 from rpcchat.domain.timers import WallTimer
 from rpcchat.errors import InvalidParams
@@ -267,7 +262,3 @@ class Scheduler:
 
     def close(self) -> None:
         self._timer.close()
-
-
-def is_finished(status: str) -> bool:
-    return status in (SCHEDULED_SENT, SCHEDULED_CANCELLED)

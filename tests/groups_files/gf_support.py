@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rpc_testing import ClientFactory, RpcClient, RpcFailure
+from rpc_testing import ClientFactory, RpcClient
 from rpcchat.app import ChatServer
 
 MIB = 1024 * 1024
@@ -106,12 +106,3 @@ async def download(client: RpcClient, file_id: str) -> bytes:
         if reply["eof"]:
             assert offset == reply["size"]
             return b"".join(parts)
-
-
-async def code_of(client: RpcClient, method: str, **params: Any) -> int:
-    """The error code of a call that must fail."""
-    try:
-        await client.call(method, **params)
-    except RpcFailure as failure:
-        return failure.code
-    raise AssertionError(f"{method} {params} was expected to fail")
