@@ -329,6 +329,8 @@ class MessageRules:
                         item.scheduled_id, sender.name, reason)
             _, applied = self._cancel(item, now, reason)
         else:
+            logger.info("scheduled message %s of user=%s delivered: chat=%s", item.scheduled_id,
+                        sender.name, item.chat_id)
             applied.add_done_callback(lambda done: self._delivery_stored(item, done))
         if self._deliveries is not None:
             self._deliveries.append(applied)
