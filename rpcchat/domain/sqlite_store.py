@@ -697,7 +697,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 _MESSAGE_COLUMNS = ("id, chat_id, sender_id, text, ts, seq, parent_id, file_id, file_json,"
                     " client_msg_id, expires_at")
-_EVENT_INSERT_COLUMNS = "seq, type, ts, chat_id, target_id, actor_id, data, expires_at"
+# The order of an event's columns, written and read (see _event_from_row).
+_EVENT_COLUMNS = "seq, type, ts, chat_id, target_id, actor_id, data, expires_at"
 # Rows per multi-row INSERT: one statement (and one release of the GIL) for many rows;
 # 64 * 11 parameters stay far below SQLite's limit.
 _ROWS_PER_INSERT = 64
@@ -719,7 +720,7 @@ class _Batch:
 
     def save(self, conn: sqlite3.Connection) -> None:
         _insert_rows(conn, "messages", _MESSAGE_COLUMNS, self.messages)
-        _insert_rows(conn, "events", _EVENT_INSERT_COLUMNS, self.events)
+        _insert_rows(conn, "events", _EVENT_COLUMNS, self.events)
         if self.seq or self.message_id or self.record:
             # One statement for all three: every statement costs a round through SQLite.
             conn.execute(
@@ -868,9 +869,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
     if current != SCHEMA_VERSION:
         logger.info("database schema migrated from %d to %d", current, SCHEMA_VERSION)
-
-
-_EVENT_COLUMNS = "seq, type, ts, chat_id, target_id, actor_id, data, expires_at"
 
 
 def _event_from_row(row: sqlite3.Row | tuple[Any, ...]) -> EventRecord:
