@@ -13,7 +13,8 @@ Durability, synchronous=NORMAL (the default): a write is acknowledged once its r
 in the journal (journal.py: one os.write() on the event loop), which survives a killed
 process; the writer thread applies journaled writes in the background, in transactions of
 everything that arrived within JOURNAL_LINGER. synchronous=FULL (survives a power cut):
-a write is acknowledged after its own COMMIT, and the journal is not used.
+a write is acknowledged after its own COMMIT, and the journal is not written (what a
+NORMAL run left in it is still applied at open).
 """
 
 from __future__ import annotations
@@ -192,9 +193,9 @@ class SqliteStore:
         self._writer: _DbWorker | None = None
         self._reader: _DbWorker | None = None
         self._accepting = False
+        self._codec = ChangeCodec()
         # synchronous=FULL means surviving a power cut: those writes commit to SQLite
         # before they are acknowledged. NORMAL writes are acknowledged from the journal.
-        self._codec = ChangeCodec() if mode == "NORMAL" else None
         self._journal: JournalWriter | None = None
         self._applied = 0  # the last journal record the database holds (loop side)
         self._catching_up: list[tuple[int, asyncio.Future[None]]] = []  # ascending
@@ -217,11 +218,12 @@ class SqliteStore:
         writer.stopped.add_done_callback(self._writer_stopped)
         try:
             await writer.call(_migrate)
-            if self._codec is not None:
-                last, generation = await writer.call(partial(
-                    _replay, directory=self.path.parent, codec=self._codec,
-                    commit=writer.commit_on_thread, batch=self._max_batch))
-                self._applied = last
+            # Whatever the mode: a NORMAL run may have stopped with records not applied yet.
+            last, generation = await writer.call(partial(
+                _replay, directory=self.path.parent, codec=self._codec,
+                commit=writer.commit_on_thread, batch=self._max_batch))
+            self._applied = last
+            if self._synchronous == "NORMAL":
                 self._journal = JournalWriter(self.path.parent, self._codec,
                                               next_number=last + 1, generation=generation + 1)
             snapshot = await writer.call(

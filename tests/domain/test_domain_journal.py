@@ -349,3 +349,21 @@ async def test_writes_are_refused_once_the_writer_thread_is_gone(data_dir: Path)
         store.submit([NewChat("x", "group", "g", None, 0.0)])
     await store.close()
     assert journal_files(data_dir) == []  # nothing was acknowledged that was not applied
+
+
+async def test_a_full_synchronous_open_applies_what_a_normal_run_journaled(
+        data_dir: Path) -> None:
+    store = await journal_only(data_dir)
+    for n in range(3):
+        await store.submit([NewChat(f"c{n}", "group", "g", None, 0.0)])
+    await crash(store)
+    store = SqliteStore(data_dir, synchronous="FULL")
+    await store.open(window=10, recent_general=10)
+    assert chats_in(data_dir) == ["c0", "c1", "c2"]
+    assert journal_files(data_dir) == []
+    await store.submit([NewChat("later", "group", "g", None, 0.0)])
+    await store.close()
+    store = SqliteStore(data_dir)  # nothing old is applied a second time
+    await store.open(window=10, recent_general=10)
+    await store.close()
+    assert chats_in(data_dir) == ["c0", "c1", "c2", "later"]
