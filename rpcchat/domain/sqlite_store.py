@@ -317,6 +317,9 @@ class SqliteStore:
         if journal is None or self._applied >= journal.last_number:
             return
         assert self._writer is not None
+        if self._writer.stopped.done():
+            # Nothing will be applied any more (its waiters were failed already).
+            raise StoreClosed("storage stopped")
         future: asyncio.Future[None] = self._writer.loop.create_future()
         self._catching_up.append((journal.last_number, future))
         self._writer.hurry()
@@ -428,6 +431,10 @@ class _DbWorker:
         self._loop = loop
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        # Set (under _ending) when the thread stops serving; from then on a job is refused
+        # at once, since nothing would ever take it from the queue.
+        self._ending = threading.Lock()
+        self._ended: BaseException | None = None
         self._stopped: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self.transactions = 0
@@ -453,13 +460,13 @@ class _DbWorker:
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_CallJob(fn, future))
+        self._put(_CallJob(fn, future))
         self._hurry.set()
         return future
 
     def write(self, changes: tuple[Change, ...]) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put(_WriteJob(changes, future))
+        self._put(_WriteJob(changes, future))
         self._hurry.set()
         return future
 
@@ -468,26 +475,38 @@ class _DbWorker:
         self._hurry.set()
 
     def apply(self, changes: tuple[Change, ...], number: int) -> None:
-        """Apply journal record `number` (already acknowledged) in a later transaction."""
-        self._queue.put(_WriteJob(changes, None, number))
+        """Apply journal record `number` (already acknowledged) in a later transaction.
+        Once the thread has ended the record stays in the journal for the next open."""
+        self._put(_WriteJob(changes, None, number))
 
     async def stop(self) -> None:
         self._stopping = True  # no more lingering: apply everything queued, then stop
-        self._queue.put(_Stop())
+        self._put(_Stop())
         self._hurry.set()
         await asyncio.shield(self._stopped)
+
+    def _put(self, job: _Job) -> None:
+        with self._ending:
+            ended = self._ended
+            if ended is None:
+                self._queue.put(job)
+                return
+        if not isinstance(job, _Stop) and job.future is not None:
+            job.future.set_exception(ended)
 
     # Everything below runs on the worker thread.
 
     def _main(self) -> None:
         conn: sqlite3.Connection | None = None
+        ended: BaseException = StoreClosed("store closed")
         try:
             conn = self._connect()
             self._serve(conn)
         except BaseException as exc:
             logger.exception("database thread %s failed", self._thread.name)
-            self._fail_queued(exc)
+            ended = exc
         finally:
+            self._end(ended)
             if conn is not None:
                 conn.close()
             self._deliver_stopped()
@@ -498,24 +517,29 @@ class _DbWorker:
             outcomes: list[_Outcome] = []
             index = 0
             applied = 0
-            while index < len(jobs):
-                job = jobs[index]
-                if isinstance(job, _Stop):
-                    self._deliver(outcomes, applied)
-                    self._fail_jobs(jobs[index + 1:], StoreClosed("store closed"))
-                    return
-                if isinstance(job, _WriteJob):
-                    end = index
-                    while end < len(jobs) and isinstance(jobs[end], _WriteJob):
-                        end += 1
-                    group = [j for j in jobs[index:end] if isinstance(j, _WriteJob)]
-                    outcomes.extend(self._commit(conn, group))
-                    applied = max(applied, *(j.number for j in group))
-                    index = end
-                else:
-                    outcomes.append(self._run_call(conn, job))
-                    index += 1
-            self._deliver(outcomes, applied)
+            try:
+                while index < len(jobs):
+                    job = jobs[index]
+                    if isinstance(job, _Stop):
+                        self._fail_jobs(jobs[index + 1:], StoreClosed("store closed"))
+                        return
+                    if isinstance(job, _WriteJob):
+                        end = index
+                        while end < len(jobs) and isinstance(jobs[end], _WriteJob):
+                            end += 1
+                        group = [j for j in jobs[index:end] if isinstance(j, _WriteJob)]
+                        outcomes.extend(self._commit(conn, group))
+                        applied = max(applied, *(j.number for j in group))
+                        index = end
+                    else:
+                        outcomes.append(self._run_call(conn, job))
+                        index += 1
+            except BaseException as exc:
+                # The thread ends: what this round did not reach fails with it.
+                self._fail_jobs(jobs[index:], exc)
+                raise
+            finally:
+                self._deliver(outcomes, applied)
 
     def _take_jobs(self) -> list[_Job]:
         jobs = [self._queue.get()]
@@ -596,7 +620,10 @@ class _DbWorker:
             logger.debug("event loop closed before database thread %s ended",
                          self._thread.name)
 
-    def _fail_queued(self, exc: BaseException) -> None:
+    def _end(self, exc: BaseException) -> None:
+        """Refuse jobs from now on (with `exc`), and fail those still queued."""
+        with self._ending:
+            self._ended = exc
         pending: list[_Job] = []
         while True:
             try:

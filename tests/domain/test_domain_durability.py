@@ -17,7 +17,7 @@ from domain_helpers import OpenService, login, texts
 from rpcchat.domain import SqliteStore
 from rpcchat.domain.records import NewChat
 from rpcchat.domain.sqlite_store import DB_FILENAME, SCHEMA_VERSION, StoreClosed, \
-    StoreUnavailable
+    StoreUnavailable, _DbWorker
 
 
 async def test_seq_and_message_ids_never_repeat_across_restarts(
@@ -229,3 +229,33 @@ async def test_one_data_directory_serves_one_store_at_a_time(data_dir: Path) -> 
     again = SqliteStore(data_dir)  # released by close
     await again.open(window=10, recent_general=10)
     await again.close()
+
+
+async def test_a_database_thread_that_ended_refuses_jobs_at_once() -> None:
+    def cannot_connect() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    worker = _DbWorker("test-db-worker", cannot_connect, asyncio.get_running_loop(), 1)
+    worker.start()
+    await worker.stopped  # the thread failed before any job was queued
+    with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+        await asyncio.wait_for(worker.call(lambda conn: None), timeout=5)
+    await asyncio.wait_for(worker.stop(), timeout=5)
+
+
+async def test_a_database_that_cannot_be_opened_fails_the_open(data_dir: Path) -> None:
+    (data_dir / DB_FILENAME).mkdir(parents=True)  # SQLite cannot open a directory
+    for _ in range(30):  # the writer thread fails before or after open() queues its job
+        with pytest.raises(sqlite3.OperationalError):
+            await asyncio.wait_for(SqliteStore(data_dir).open(window=10, recent_general=10),
+                                   timeout=5)
+
+
+async def test_reads_fail_at_once_when_the_reader_thread_is_gone(data_dir: Path) -> None:
+    store = SqliteStore(data_dir)
+    await store.open(window=10, recent_general=10)
+    assert store._reader is not None
+    await store._reader.stop()  # as if its thread had died
+    with pytest.raises(StoreClosed):
+        await asyncio.wait_for(store.message_history("general", None, 10), timeout=5)
+    await store.close()

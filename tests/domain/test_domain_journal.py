@@ -367,3 +367,19 @@ async def test_a_full_synchronous_open_applies_what_a_normal_run_journaled(
     await store.open(window=10, recent_general=10)
     await store.close()
     assert chats_in(data_dir) == ["c0", "c1", "c2", "later"]
+
+
+async def test_reads_fail_at_once_when_the_writer_thread_is_gone(data_dir: Path) -> None:
+    store = await journal_only(data_dir)
+    await store.submit([NewChat("x", "group", "g", None, 0.0)])  # never applied
+    assert store._writer is not None
+    await store._writer.stop()  # as if its thread had died
+    with pytest.raises(StoreClosed, match="storage stopped"):
+        await asyncio.wait_for(store.read_job(lambda conn: None), timeout=5)
+    with pytest.raises(StoreClosed):
+        await asyncio.wait_for(store.write_job(lambda conn: None), timeout=5)
+    await store.close()
+    store = SqliteStore(data_dir)  # the journal kept the write
+    await store.open(window=10, recent_general=10)
+    await store.close()
+    assert chats_in(data_dir) == ["x"]
