@@ -4,7 +4,8 @@ Threads, because sqlite3 calls block:
 - one writer thread owns the only writing connection and takes jobs from a queue. It
   drains whatever is queued and commits consecutive writes in ONE transaction (group
   commit). A failed group is retried one write at a time, so one bad write cannot sink
-  its neighbours.
+  its neighbours. A journaled write the database cannot take at all (a full disk, an I/O
+  error) stops the thread instead: the journal keeps it for the next start.
 - one reader thread with its own connection serves history and event look-ups; WAL lets
   it read while the writer writes. A read first waits until the database holds every
   write acknowledged before it.
@@ -589,6 +590,13 @@ class _DbWorker:
         if job.future is not None:
             logger.error("write failed and was rolled back: %r", exc)
             return [(job.future, exc, None)]
+        if _storage_failed(exc):
+            # The database takes no write at all (a full disk, an I/O error ...): skipping
+            # would lose an acknowledged write. The thread stops instead; the journal keeps
+            # this record and every later one for the next open.
+            logger.error("journal record %d cannot be applied (%r): storage stops; the "
+                         "journal keeps it for the next start", job.number, exc)
+            raise exc
         # Acknowledged already: the service checks every write in memory first, so this is
         # a defect, not a client's error. Skip the record (say so loudly) rather than stop
         # every later write behind it.
@@ -638,6 +646,21 @@ class _DbWorker:
             if not isinstance(job, _Stop) and job.future is not None
         ]
         self._deliver(outcomes)
+
+
+# Primary SQLite result codes of a database that takes no write at all, whatever the write.
+_STORAGE_FAILURES = frozenset({
+    sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
+})
+
+
+def _storage_failed(exc: Exception) -> bool:
+    """Whether `exc` says the storage failed, rather than that it refused one write."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, MemoryError) or (
+        isinstance(code, int) and code & 0xFF in _STORAGE_FAILURES)
 
 
 def _settle(outcomes: list[_Outcome]) -> None:

@@ -351,6 +351,22 @@ async def test_writes_are_refused_once_the_writer_thread_is_gone(data_dir: Path)
     assert journal_files(data_dir) == []  # nothing was acknowledged that was not applied
 
 
+async def test_reads_fail_at_once_when_the_writer_thread_is_gone(data_dir: Path) -> None:
+    store = await journal_only(data_dir)
+    await store.submit([NewChat("x", "group", "g", None, 0.0)])  # never applied
+    assert store._writer is not None
+    await store._writer.stop()  # as if its thread had died
+    with pytest.raises(StoreClosed, match="storage stopped"):
+        await asyncio.wait_for(store.read_job(lambda conn: None), timeout=5)
+    with pytest.raises(StoreClosed):
+        await asyncio.wait_for(store.write_job(lambda conn: None), timeout=5)
+    await store.close()
+    store = SqliteStore(data_dir)  # the journal kept the write
+    await store.open(window=10, recent_general=10)
+    await store.close()
+    assert chats_in(data_dir) == ["x"]
+
+
 async def test_a_full_synchronous_open_applies_what_a_normal_run_journaled(
         data_dir: Path) -> None:
     store = await journal_only(data_dir)
@@ -369,17 +385,23 @@ async def test_a_full_synchronous_open_applies_what_a_normal_run_journaled(
     assert chats_in(data_dir) == ["c0", "c1", "c2", "later"]
 
 
-async def test_reads_fail_at_once_when_the_writer_thread_is_gone(data_dir: Path) -> None:
-    store = await journal_only(data_dir)
-    await store.submit([NewChat("x", "group", "g", None, 0.0)])  # never applied
-    assert store._writer is not None
-    await store._writer.stop()  # as if its thread had died
+async def test_a_full_disk_stops_storage_and_the_journal_keeps_the_write(
+        data_dir: Path) -> None:
+    store = SqliteStore(data_dir)
+    await store.open(window=10, recent_general=10)
+    pages = await store.write_job(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
+    # The database may not grow any more: SQLite reports a full disk.
+    await store.write_job(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
+    await store.submit([NewChat("small", "group", "g", None, 0.0)])
+    await store.submit([NewChat("big", "group", "x" * 100_000, None, 0.0)])  # acknowledged
     with pytest.raises(StoreClosed, match="storage stopped"):
         await asyncio.wait_for(store.read_job(lambda conn: None), timeout=5)
-    with pytest.raises(StoreClosed):
-        await asyncio.wait_for(store.write_job(lambda conn: None), timeout=5)
-    await store.close()
-    store = SqliteStore(data_dir)  # the journal kept the write
+    with pytest.raises(StoreClosed, match="storage stopped"):
+        store.submit([NewChat("refused", "group", "g", None, 0.0)])
+    await asyncio.wait_for(store.close(), timeout=5)
+    assert journal_files(data_dir) != []
+    store = SqliteStore(data_dir)  # room again: the journal is applied
     await store.open(window=10, recent_general=10)
     await store.close()
-    assert chats_in(data_dir) == ["x"]
+    assert chats_in(data_dir) == ["big", "small"]
+    assert journal_files(data_dir) == []
