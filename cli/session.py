@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rpcchat.transport.client import InvalidUrl, Origin
+
 CONFIG_ENV = "RPCCHAT_CONFIG"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -40,20 +42,25 @@ def load_session(path: Path | None = None) -> Session | None:
     """The stored session, or None when there is none yet."""
     path = path or config_path()
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise SessionError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError included: bytes that are not text at all
         raise SessionError(f"{path} is not valid JSON; delete it and log in again") from None
     if not isinstance(data, dict) or not isinstance(data.get("server"), str):
         raise SessionError(f"{path} is not an rpcchat session file; delete it and log in again")
     user, token = data.get("user"), data.get("token")
     if not isinstance(user, (str, type(None))) or not isinstance(token, (str, type(None))):
         raise SessionError(f"{path} has an invalid user or token; delete it and log in again")
+    try:
+        Origin.parse(data["server"])
+    except InvalidUrl:
+        raise SessionError(
+            f"{path} has an invalid server URL; delete it and log in again") from None
     return Session(data["server"], user, token)
 
 

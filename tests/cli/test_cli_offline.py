@@ -56,11 +56,15 @@ def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert config_path() == tmp_path / "home" / ".config" / "rpcchat" / "session.json"
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1]", '{"server": 5}',
-                                     '{"server": "http://a", "token": 7}'])
-def test_corrupt_session_file(session_file: Path, content: str) -> None:
+CORRUPT_SESSIONS = [b"{not json", b"[1]", b'{"server": 5}', b'{"server": "http://a", "token": 7}',
+                    b'\xff\xfe{"server": "http://a"}', b'{"server": "ftp://a"}',
+                    b'{"server": "http://a:99999"}']
+
+
+@pytest.mark.parametrize("content", CORRUPT_SESSIONS)
+def test_corrupt_session_file(session_file: Path, content: bytes) -> None:
     session_file.parent.mkdir(parents=True)
-    session_file.write_text(content)
+    session_file.write_bytes(content)
     with pytest.raises(SessionError, match="log in again"):
         load_session()
 
@@ -72,6 +76,20 @@ def test_corrupt_session_file_is_one_clean_line(cli: Cli, session_file: Path,
     result = cli("send", "hi")
     assert result.exit_code == 1
     assert "not valid JSON" in error_line(result)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b'\xff{"server": "http://a"}', "not valid JSON"),
+    (b'{"server": "ftp://a", "user": "alice", "token": "t"}', "invalid server URL")])
+def test_undecodable_session_file_is_one_clean_line(
+        cli: Cli, session_file: Path, error_line: ErrorLine, content: bytes,
+        problem: str) -> None:
+    session_file.parent.mkdir(parents=True)
+    session_file.write_bytes(content)
+    for command in (["send", "hi"], ["status", "--server", "http://127.0.0.1:1"]):
+        result = cli(*command)
+        assert result.exit_code == 1
+        assert problem in error_line(result) and str(session_file) in error_line(result)
 
 
 # --- errors without a server ----------------------------------------------------------------
@@ -174,10 +192,12 @@ def test_status_lines_without_login() -> None:
     assert lines[1].endswith("(not logged in)")
 
 
+@pytest.mark.parametrize("content", [b"{oops", b'{"server": "ftp://a"}'])
 def test_login_is_not_blocked_by_a_corrupt_session(cli: Cli, session_file: Path,
-                                                   error_line: ErrorLine) -> None:
+                                                   error_line: ErrorLine,
+                                                   content: bytes) -> None:
     session_file.parent.mkdir(parents=True)
-    session_file.write_text("{oops")
+    session_file.write_bytes(content)
     url = f"http://127.0.0.1:{free_port()}"
     result = cli("login", "alice", "--password-stdin", "--server", url, input="pw\n")
     assert result.exit_code == 1
