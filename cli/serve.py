@@ -85,7 +85,11 @@ def _option(flag: str, **kwargs: Any) -> Callable[[F], F]:
 def serve(**options: Any) -> None:
     """Run the chat server."""
     config = config_from_options(options)
-    configure_logging(config.log_level, config.log_file)
+    try:
+        configure_logging(config.log_level, config.log_file)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot open the log file {config.log_file}: {exc.strerror or exc}") from None
     from rpcchat.app import StartupError, run_until_signalled
 
     try:

@@ -147,3 +147,15 @@ def test_a_data_directory_in_use_is_one_clear_error(quiet_logging: None,
     assert result.exit_code == 1
     assert "in use by another rpcchat server" in result.output
     assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+
+
+def test_a_log_file_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    log_file = blocker / "rpcchat.log"
+    result = serve("--port", "0", "--data-dir", str(tmp_path / "data"),
+                   "--log-file", str(log_file))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot open the log file {log_file}: ")
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # refused before the server started
