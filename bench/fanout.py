@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import content_length  # noqa: E402
 from run import free_port, rpc, wait_until_listening  # noqa: E402
 
 from rpcchat.app import ChatServer  # noqa: E402
@@ -135,10 +136,7 @@ class OneAnswer(asyncio.Protocol):
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0 or self.answered.done():
             return
-        head = self.buffer[:end].lower()
-        at = head.find(b"content-length:")
-        length = int(head[at + 15:head.find(b"\r\n", at)])
-        if len(self.buffer) >= end + 4 + length:
+        if len(self.buffer) >= end + 4 + content_length(self.buffer[:end]):
             self.answered.set_result(arrived)
 
 

@@ -13,6 +13,17 @@ import json
 import time
 
 
+def content_length(head: bytes) -> int:
+    """The Content-Length of a response head (without its final blank line); 0 if none.
+    The field may be the last line of the head, which has no CRLF of its own."""
+    lines = head.lower() + b"\r\n"
+    at = lines.find(b"\r\ncontent-length:")
+    if at < 0:
+        return 0
+    start = at + len(b"\r\ncontent-length:")
+    return int(lines[start:lines.find(b"\r\n", start)])
+
+
 class KeepAliveClient(asyncio.Protocol):
     """Sends `request` again each time a whole response has arrived."""
 
@@ -36,13 +47,11 @@ class KeepAliveClient(asyncio.Protocol):
             head_end = self.buffer.find(b"\r\n\r\n")
             if head_end < 0:
                 return
-            head = self.buffer[:head_end].lower()
-            at = head.find(b"content-length:")
-            length = int(head[at + 15:head.find(b"\r\n", at)]) if at >= 0 else 0
-            total = head_end + 4 + length
+            head = self.buffer[:head_end]
+            total = head_end + 4 + content_length(head)
             if len(self.buffer) < total:
                 return
-            if not head.startswith(b"http/1.1 200"):
+            if not head.startswith(b"HTTP/1.1 200"):
                 self.errors += 1
             self.buffer = self.buffer[total:]
             self.count += 1

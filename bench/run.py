@@ -4,7 +4,7 @@
 
 Scenarios:
 - status: keep-alive throughput of `status` on rpcchat vs the same JSON-RPC answer on aiohttp.
-- send:   durable `send` throughput on rpcchat vs the aiohttp echo.
+- send:   durable `send` throughput on rpcchat vs the aiohttp `status` anchor.
 - send-framework: durable `send` on rpcchat vs the same dispatcher, chat service and
           storage served by aiohttp (bench/aiohttp_send_anchor.py): the transport's share.
 Rounds are A/B interleaved and the median is reported. The load generator is wrk when it is
@@ -79,14 +79,19 @@ def aiohttp_anchor() -> Iterator[int]:
 
 
 def rpc(port: int, method: str, params: dict[str, object], token: str = "") -> object:
-    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/rpc", data=body)
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1})
+    return post_call(port, body, token)
+
+
+def post_call(port: int, body: str, token: str = "") -> object:
+    """The result of one JSON-RPC call; RuntimeError when it is answered with an error."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/rpc", data=body.encode())
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=30) as reply:
         answer = json.loads(reply.read())
     if "error" in answer:
-        raise RuntimeError(f"{method}: {answer['error']}")
+        raise RuntimeError(f"{body}: {answer['error']}")
     return answer["result"]
 
 
@@ -96,8 +101,10 @@ def load(port: int, body: str, seconds: float, connections: int, token: str = ""
         return _load_with_wrk(port, body, seconds, connections, token)
     args = [PYTHON, str(HERE / "load.py"), "--port", str(port), "--body", body,
             "--seconds", str(seconds), "--connections", str(connections), "--token", token]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return float(json.loads(out)["rps"])
+    out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    if out["errors"]:
+        raise RuntimeError(f"bench/load.py saw {out['errors']} failed responses: {out}")
+    return float(out["rps"])
 
 
 def _load_with_wrk(port: int, body: str, seconds: float, connections: int, token: str) -> float:
@@ -122,6 +129,10 @@ def _load_with_wrk(port: int, body: str, seconds: float, connections: int, token
 
 def interleaved(name: str, ours: int, anchor: int, body: str, args: argparse.Namespace,
                 token: str = "", anchor_body: str = STATUS_BODY, anchor_token: str = "") -> None:
+    # Both sides must answer the measured call with a result: the load generators see only
+    # HTTP statuses, and JSON-RPC errors come with 200 (a rate of errors would mean nothing).
+    post_call(ours, body, token)
+    post_call(anchor, anchor_body, anchor_token)
     for connections in args.connections:
         ours_rps: list[float] = []
         anchor_rps: list[float] = []
