@@ -216,7 +216,12 @@ async def upload_bytes(client: ChatClient, upload: PendingUpload, outgoing: Outg
             except RpcCallError as exc:
                 if exc.code == NOT_FOUND:
                     return False
-                offset = server_offset(exc)  # re-raises anything but an offset conflict
+                resume_at = server_offset(exc)  # re-raises anything but an offset conflict
+                if resume_at == offset:
+                    # It refused a chunk at the very offset it asks for: resending would loop.
+                    raise click.ClickException(f"the server refuses the upload at offset "
+                                               f"{offset}; try again later") from None
+                offset = resume_at
                 bar.update(offset - bar.pos)
             except (HttpClientError, ResponseError) as exc:
                 raise Interrupted(f"upload interrupted after {offset} of {outgoing.size} bytes "

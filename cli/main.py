@@ -9,10 +9,11 @@ from cli.extras import EXTRA_COMMANDS
 from cli.files import file_group
 from cli.groups import group
 from cli.interactive import chat
+from cli.runner import OneLineErrors
 from cli.serve import serve
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rpcchat")
 def main() -> None:
     """rpcchat: a small chat server and its client, JSON-RPC 2.0 over HTTP."""

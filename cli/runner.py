@@ -1,5 +1,6 @@
-"""What every client command shares: the `--server` option, the session lookup, and `run`,
-which runs a coroutine and turns every failure into one line on stderr and exit code 1."""
+"""What every client command shares: the `--server` option, the session lookup, `run`,
+which runs a coroutine, and `OneLineErrors`, the command group that turns every failure of
+a command into one line on stderr and exit code 1."""
 
 from __future__ import annotations
 
@@ -115,8 +116,8 @@ def describe_rpc_error(exc: RpcCallError) -> str:
     data = exc.data if isinstance(exc.data, dict) else {}
     if exc.code == UNAUTHORIZED:
         return f"{exc.message}: the session is not valid; run 'rpcchat login NAME'"
-    if exc.code == RATE_LIMITED and "retry_after" in data:
-        return f"{exc.message}; try again in {float(data['retry_after']):.0f} s"
+    if exc.code == RATE_LIMITED and isinstance(data.get("retry_after"), (int, float)):
+        return f"{exc.message}; try again in {data['retry_after']:.0f} s"
     if exc.code == BANNED and "until" in data:
         return f"banned until {date_time(data['until'])}"
     if exc.code == INVALID_PARAMS and "field" in data:
@@ -125,7 +126,7 @@ def describe_rpc_error(exc: RpcCallError) -> str:
 
 
 def run(main: Coroutine[Any, Any, T], *, interrupt_ok: bool = False) -> T:
-    """Run `main`; failures become one-line errors (exit 1), never a traceback.
+    """Run `main` (its failures reach `OneLineErrors`, which prints them as one line).
 
     Ctrl-C ends `interrupt_ok` commands (listeners) quietly with exit code 0.
     """
@@ -136,25 +137,41 @@ def run(main: Coroutine[Any, Any, T], *, interrupt_ok: bool = False) -> T:
         if interrupt_ok:
             raise click.exceptions.Exit(0) from None
         raise
-    except click.ClickException:
-        raise
-    except RpcCallError as exc:
-        raise click.ClickException(describe_rpc_error(exc)) from None
-    except (HttpClientError, ResponseError, SessionError) as exc:
-        raise click.ClickException(one_line(str(exc))) from None
-    except BrokenPipeError:
-        # The reader of our output went away (`rpcchat listen | head -1`): stop quietly.
-        silence_stdout()
-        raise click.exceptions.Exit(0) from None
-    except OSError as exc:
-        raise click.ClickException(one_line(f"{exc.strerror or exc}")) from None
-    except Exception as exc:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
-        raise click.ClickException(
-            f"internal error: {type(exc).__name__}: {one_line(str(exc))} "
-            f"(set {DEBUG_ENV}=1 for the traceback)") from None
+
+
+class OneLineErrors(click.Group):
+    """A command group whose commands fail with one line on stderr and exit code 1, never a
+    traceback, wherever the failure happens: in a call to the server, or in printing an
+    answer the server shaped wrongly."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click reports these itself
+        except RpcCallError as exc:
+            raise click.ClickException(describe_rpc_error(exc)) from None
+        except (HttpClientError, ResponseError, SessionError) as exc:
+            raise click.ClickException(one_line(str(exc))) from None
+        except BrokenPipeError:
+            # The reader of our output went away (`rpcchat listen | head -1`): stop quietly.
+            silence_stdout()
+            raise click.exceptions.Exit(0) from None
+        except OSError as exc:
+            raise click.ClickException(one_line(describe_os_error(exc))) from None
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {one_line(str(exc))} "
+                f"(set {DEBUG_ENV}=1 for the traceback)") from None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`Permission denied: /path`: the reason, and the file when there is one."""
+    reason = exc.strerror or str(exc)
+    return reason if exc.filename is None else f"{reason}: {exc.filename}"
 
 
 def one_line(text: str) -> str:
