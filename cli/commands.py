@@ -11,7 +11,7 @@ import click
 
 from cli.output import ChatNames, format_event, format_message, format_scheduled, \
     format_status, format_thread, to_json
-from cli.runner import Target, json_option, require_login, resolve_target, run, \
+from cli.runner import Target, call_with, json_option, require_login, resolve_target, run, \
     server_option, store_session
 from cli.extras import at_option, in_option
 from cli.serve import POSITIVE_FLOAT
@@ -109,12 +109,8 @@ def send(text: str, to: str | None, chat: str | None, delay: float | None, at: f
         raise click.UsageError("use one of --at, --in and --delay")
     delay = in_ if in_ is not None else delay
     target = require_login(server)
-
-    async def body() -> dict[str, Any]:
-        async with target.client() as client:
-            return dict(await client.send(text, to=to, chat=chat, at=at, delay=delay))
-
-    result = run(body())
+    result = call_with(target, lambda client: client.send(text, to=to, chat=chat, at=at,
+                                                          delay=delay))
     names = ChatNames(target.user)
     if as_json:
         click.echo(to_json(result))
@@ -164,12 +160,7 @@ def history(chat: str | None, limit: int | None, before: int | None, as_json: bo
 def status(as_json: bool, server: str | None) -> None:
     """Show the server's state and, when logged in, yours."""
     target = resolve_target(server)
-
-    async def body() -> dict[str, Any]:
-        async with target.client() as client:
-            return dict(await client.status())
-
-    result = run(body())
+    result = call_with(target, lambda client: client.status())
     if as_json:
         click.echo(to_json(result))
         return
@@ -218,12 +209,8 @@ def call(method: str, params: str | None, server: str | None) -> None:
     """Call METHOD with JSON params (an object; '-' reads it from stdin); print the result."""
     parsed = parse_params(params)
     target = resolve_target(server)
-
-    async def body() -> Any:
-        async with target.client() as client:
-            return await client.call(method, parsed)
-
-    click.echo(to_json(run(body()), pretty=True))
+    click.echo(to_json(call_with(target, lambda client: client.call(method, parsed)),
+                       pretty=True))
 
 
 def parse_params(params: str | None) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from cli.output import ChatNames, date_time, format_message, format_scheduled, to_json
-from cli.runner import call_server, json_option, require_login, server_option
+from cli.runner import call_server, call_with, json_option, require_login, server_option
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -98,10 +98,6 @@ in_option = click.option(
     help="Deliver after DURATION: 90, 45s, 5m, 1h30m, 2d.")
 
 
-def current_user(server: str | None) -> str | None:
-    return require_login(server).user
-
-
 @click.command()
 @click.argument("message_id", type=click.IntRange(min=1))
 @click.argument("text")
@@ -109,11 +105,12 @@ def current_user(server: str | None) -> str | None:
 @server_option
 def comment(message_id: int, text: str, as_json: bool, server: str | None) -> None:
     """Comment on message MESSAGE_ID (a comment may answer a comment)."""
-    result = call_server(server, lambda client: client.comment(message_id, text))
+    target = require_login(server)
+    result = call_with(target, lambda client: client.comment(message_id, text))
     if as_json:
         click.echo(to_json(result))
         return
-    click.echo(format_message(result["message"], ChatNames(current_user(server))))
+    click.echo(format_message(result["message"], ChatNames(target.user)))
 
 
 @click.group()
@@ -126,11 +123,12 @@ def scheduled() -> None:
 @server_option
 def list_scheduled(as_json: bool, server: str | None) -> None:
     """List your pending scheduled messages, soonest first."""
-    result = call_server(server, lambda client: client.scheduled_list())
+    target = require_login(server)
+    result = call_with(target, lambda client: client.scheduled_list())
     if as_json:
         click.echo(to_json(result))
         return
-    names = ChatNames(current_user(server))
+    names = ChatNames(target.user)
     items = result["scheduled"]
     for item in items:
         click.echo(format_scheduled(item, names))
@@ -144,11 +142,12 @@ def list_scheduled(as_json: bool, server: str | None) -> None:
 @server_option
 def cancel_scheduled(scheduled_id: str, as_json: bool, server: str | None) -> None:
     """Cancel your pending scheduled message ID."""
-    result = call_server(server, lambda client: client.scheduled_cancel(scheduled_id))
+    target = require_login(server)
+    result = call_with(target, lambda client: client.scheduled_cancel(scheduled_id))
     if as_json:
         click.echo(to_json(result))
         return
-    click.echo(format_scheduled(result["scheduled"], ChatNames(current_user(server))))
+    click.echo(format_scheduled(result["scheduled"], ChatNames(target.user)))
 
 
 @click.command()

@@ -102,8 +102,12 @@ def require_login(server: str | None) -> Target:
 
 
 def call_server(server: str | None, action: Callable[[ChatClient], Awaitable[T]]) -> T:
-    """Run one client call against the logged-in server; errors become one-line messages."""
-    target = require_login(server)
+    """Run one client call against the logged-in server."""
+    return call_with(require_login(server), action)
+
+
+def call_with(target: Target, action: Callable[[ChatClient], Awaitable[T]]) -> T:
+    """Run one client call against `target` (with its token, if it has one)."""
 
     async def body() -> T:
         async with target.client() as client:
