@@ -29,6 +29,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from collections import deque
 from functools import partial
 from itertools import chain
 from pathlib import Path
@@ -200,6 +201,10 @@ class SqliteStore:
         self._journal: JournalWriter | None = None
         self._applied = 0  # the last journal record the database holds (loop side)
         self._catching_up: list[tuple[int, asyncio.Future[None]]] = []  # ascending
+        # client_msg_ids in journal records not applied yet: key -> how many such records,
+        # and (record number, its keys) in record order.
+        self._pending_keys: dict[tuple[int, str], int] = {}
+        self._keys_of_record: deque[tuple[int, list[tuple[int, str]]]] = deque()
         self._lock: int | None = None  # descriptor holding the data directory's lock
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -289,13 +294,33 @@ class SqliteStore:
             return self._writer.write(batch)
         number = self._journal.append(batch)  # raises JournalError: not acknowledged
         self._writer.apply(batch, number)
+        self._note_pending_keys(batch, number)
         durable: asyncio.Future[None] = self._writer.loop.create_future()
         durable.set_result(None)
         return durable
 
+    def _note_pending_keys(self, batch: tuple[Change, ...], number: int) -> None:
+        """Remember the client_msg_ids a record stores until it is applied: a look-up of
+        any other key needs not wait for the journal (every send with one looks it up)."""
+        keys = [(change.user_id, change.client_msg_id) for change in batch
+                if type(change) is RememberClientMsgId]
+        if keys:
+            self._keys_of_record.append((number, keys))
+            for key in keys:
+                self._pending_keys[key] = self._pending_keys.get(key, 0) + 1
+
+    def _forget_pending_keys(self, applied: int) -> None:
+        records = self._keys_of_record
+        while records and records[0][0] <= applied:
+            for key in records.popleft()[1]:
+                left = self._pending_keys.pop(key) - 1
+                if left:
+                    self._pending_keys[key] = left
+
     def _note_applied(self, number: int) -> None:
         """The writer thread committed every journal record up to `number`."""
         self._applied = max(self._applied, number)
+        self._forget_pending_keys(self._applied)
         if self._journal is not None:
             self._journal.applied(number)
         waiting = self._catching_up
@@ -336,7 +361,8 @@ class SqliteStore:
 
     async def find_client_message(self, user_id: int, client_msg_id: str) -> Wire | None:
         return await self._read(partial(_find_client_message, user_id=user_id,
-                                        client_msg_id=client_msg_id))
+                                        client_msg_id=client_msg_id),
+                                wait=(user_id, client_msg_id) in self._pending_keys)
 
     async def visible_events(
         self,
@@ -364,10 +390,13 @@ class SqliteStore:
             raise StoreClosed("store is not open")
         return await self._writer.call(partial(_in_transaction, job))
 
-    async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, job: Callable[[sqlite3.Connection], T], *, wait: bool = True) -> T:
+        """Run a read; with `wait` (unless the caller knows no pending write matters to it)
+        once the database holds every write acknowledged so far."""
         if not self._accepting or self._reader is None:
             raise StoreClosed("store is not open")
-        await self._caught_up()
+        if wait:
+            await self._caught_up()
         if self._reader is None:
             raise StoreClosed("store closed")
         return await self._reader.call(job)

@@ -27,7 +27,8 @@ from rpcchat.domain.journal import (
     read_records,
     read_journal,
 )
-from rpcchat.domain.records import Change, EventRecord, NewChat, NewEvent, NewMessage
+from rpcchat.domain.records import Change, EventRecord, NewChat, NewEvent, NewMessage, \
+    NewUser, RememberClientMsgId
 from rpcchat.domain.sqlite_store import DB_FILENAME, StoreClosed
 
 
@@ -405,3 +406,28 @@ async def test_a_full_disk_stops_storage_and_the_journal_keeps_the_write(
     await store.close()
     assert chats_in(data_dir) == ["big", "small"]
     assert journal_files(data_dir) == []
+
+
+async def test_a_client_msg_id_look_up_waits_only_for_its_own_key(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every send with a client_msg_id looks it up: only a key still in the journal makes
+    the look-up wait for the database to catch up."""
+    monkeypatch.setattr("rpcchat.domain.sqlite_store.JOURNAL_LINGER", 30.0)
+    store = SqliteStore(data_dir)
+    await store.open(window=10, recent_general=10)
+    await store.submit([NewUser(1, "alice", "alice", "x", 0.0, 0),
+                        NewChat("general", "general", "general", None, 0.0)])
+    await store.read_job(lambda conn: None)
+    message = NewMessage(1, "general", 1, "hi", 1.0, 1, client_msg_id="c1")
+    await store.submit([message, RememberClientMsgId(1, "c1", 1, 1.0)])
+    await store.submit([NewChat("g", "group", "g", None, 0.0)])  # pending, unrelated
+    assert store._writer is not None
+    waited: list[bool] = []
+    real_hurry = store._writer.hurry
+    store._writer.hurry = lambda: (waited.append(True), real_hurry())[1]  # type: ignore
+    assert await asyncio.wait_for(store.find_client_message(1, "c2"), 5) is None
+    assert waited == []  # another key: answered without waiting for the journal
+    found = await asyncio.wait_for(store.find_client_message(1, "c1"), 5)
+    assert found is not None and found["id"] == 1 and waited == [True]
+    assert store._pending_keys == {}  # applied: nothing pending any more
+    await store.close()
