@@ -37,6 +37,7 @@ from rpcchat.domain.group_file_records import EndUpload, FileMessage, GroupFileS
     NewUpload, UploadProgress, UploadRow
 from rpcchat.domain.records import GENERAL, Wire
 from rpcchat.domain.state import UserState
+from rpcchat.domain.timers import WallTimer
 from rpcchat.domain.writes import read_store
 from rpcchat.errors import Conflict, Forbidden, InternalError, InvalidParams, NotFound, \
     TooLarge
@@ -153,8 +154,7 @@ class FileService:
         self._uploads: dict[str, Upload] = {}
         self._open_by_user: dict[int, int] = {}
         self._file_messages: OrderedDict[str, FileMessage] = OrderedDict()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = float("inf")
+        self._timer = WallTimer(core.clock, self._on_timer)  # nearest upload expiry
         self._tasks: set[asyncio.Task[object]] = set()
         self._running = False
 
@@ -189,9 +189,7 @@ class FileService:
 
     async def close(self) -> None:
         self._running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.blobs.close()
@@ -225,7 +223,8 @@ class FileService:
             self._drop_upload(upload)
             self._spawn(self.blobs.delete([upload_id]))
             raise
-        self._schedule_expiry()
+        if self._running:  # expires last of all uploads: an earlier armed time is kept
+            self._timer.arm(now + self.upload_idle)
         logger.info("upload opened: upload=%s user=%s size=%d", upload_id, me.name, total)
         return self._result(upload_id=upload_id, chunk_size=self.chunk_size, offset=0)
 
@@ -419,7 +418,6 @@ class FileService:
                 await self.blobs.delete(ids)
                 logger.info("%d idle upload(s) expired", len(ids))
         finally:
-            self._timer_due = float("inf")
             # One in use (chunk or finish under way) is looked at again a little later,
             # not at once: an overdue due time would re-fire the timer in a tight loop.
             busy = len(overdue) > len(due)
@@ -427,20 +425,14 @@ class FileService:
         return ids
 
     def _schedule_expiry(self, not_before: float = 0.0) -> None:
+        """Arm the timer for the nearest expiry (none: disarm)."""
         if not self._running or not self._uploads:
+            self._timer.cancel()
             return
         due = min(upload.touched_at for upload in self._uploads.values()) + self.upload_idle
-        due = max(due, not_before)
-        if self._timer is not None and self._timer_due <= due:
-            return  # an earlier timer will look again when it fires
-        if self._timer is not None:
-            self._timer.cancel()
-        delay = max(0.0, due - self._core.clock.time())
-        self._timer_due = due
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer.rearm(max(due, not_before))
 
     def _on_timer(self) -> None:
-        self._timer = None
         if self._running:
             self._spawn(self.expire_uploads())
 

@@ -89,8 +89,8 @@ async def test_upload_expiry_timer_survives_a_storage_failure(
     files._on_timer()  # the timer fires; its pass fails
     await asyncio.gather(*files._tasks, return_exceptions=True)
     monkeypatch.undo()
-    assert files._timer is not None, "upload expiry stopped after one failure"
-    assert files._timer_due == NOW + files.upload_idle + 1 + files.upload_idle
+    assert files._timer.due is not None, "upload expiry stopped after one failure"
+    assert files._timer.due == NOW + files.upload_idle + 1 + files.upload_idle
     assert fresh["upload_id"] in files._uploads
 
 
@@ -104,7 +104,8 @@ async def test_an_overdue_upload_in_use_does_not_spin_the_expiry_timer(
     clock.advance(files.upload_idle + 1)
     async with upload.lock:  # a chunk or finish is under way
         assert await files.expire_uploads() == []
-        assert files._timer_due >= clock.time() + BUSY_RECHECK
+        assert files._timer.due is not None
+        assert files._timer.due >= clock.time() + BUSY_RECHECK
     assert await files.expire_uploads() == [begun["upload_id"]]
 
 
