@@ -274,7 +274,7 @@ class _Connection:
         phase = self.phase
         if phase == _IDLE:
             log.debug("%s: idle timeout, closing", self.peer)
-            self.transport.close()
+            self._close_transport()
         elif phase == _HEAD:
             self.reader.set_exception(HttpError(408, "request head not received in time"))
         elif phase == _BODY:
@@ -283,7 +283,16 @@ class _Connection:
             log.info("%s: client does not read its response, dropping it", self.peer)
             self.transport.abort()
         elif phase == _LINGER:
-            self.transport.close()
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Close once the queued bytes are sent. close() alone waits for them forever (and
+        stops reading, so the request loop never sees EOF) when the client does not read:
+        past `write_timeout` the connection is aborted."""
+        assert self.transport is not None
+        if self.transport.get_write_buffer_size():
+            self.loop.call_later(self.limits.write_timeout, self.transport.abort)
+        self.transport.close()
 
     # ---- events from the protocol
 
@@ -347,10 +356,7 @@ class _Connection:
             self.timer.cancel()
             self.timer = None
         if self.transport is not None:
-            if self.transport.get_write_buffer_size():
-                # close() waits for the buffer to flush: bound that wait too.
-                self.loop.call_later(self.limits.write_timeout, self.transport.abort)
-            self.transport.close()
+            self._close_transport()
         if self.admitted:
             self.server.release()
             self.admitted = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 
 import pytest
 
@@ -165,6 +166,30 @@ async def test_client_that_does_not_read_is_dropped(connect: Connect,
     await client.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
     await wait_until(lambda: server.connections == 1)
     await wait_until(lambda: server.connections == 0, timeout=5.0)
+
+
+async def test_idle_client_with_unread_responses_is_dropped(connect: Connect,
+                                                            server: HttpServer) -> None:
+    # Responses still queued when the keep-alive timer fires: close() alone would wait for
+    # the client to read them forever, holding the connection (and its slot).
+    client = await connect(rcvbuf=4096)
+    client.writer.transport.pause_reading()
+    await wait_until(lambda: server.connections == 1)
+    (conn,) = server._open                  # white-box: a small send buffer fills quickly
+    assert conn.transport is not None
+    conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                       4096)
+    batch = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n" * 20
+    sent = 0
+    for _ in range(500):                      # until the kernel buffers on both sides are full
+        await client.send(batch)
+        sent += len(batch)
+        await wait_until(lambda: conn.consumed == sent)
+        await asyncio.sleep(0.05)             # the kernel takes what it can; no event for it
+        if conn.transport.get_write_buffer_size():
+            break
+    assert 0 < conn.transport.get_write_buffer_size() < 64 * 1024
+    await wait_until(lambda: server.connections == 0, timeout=3.0)
 
 
 async def test_date_comes_from_the_injected_clock(app: App) -> None:
