@@ -477,18 +477,20 @@ class _Connection:
 
     def _response_bytes(self, head: RequestHead, response: Response, keep: bool) -> bytes:
         keep_alive_header = keep and head.version == "HTTP/1.0"
+        include_body = head.method != "HEAD"
         now = self.server.clock.time()
         try:
             return format_response(
                 response.status, response.body, response.content_type, response.headers,
                 now=now, close=not keep, keep_alive_header=keep_alive_header,
-                include_body=head.method != "HEAD")
+                include_body=include_body)
         except (ValueError, TypeError, AttributeError):
             log.exception("%s: handler of %s %s returned an invalid response",
                           self.peer, head.method, head.path)
             error = _INTERNAL_ERROR
             return format_response(error.status, error.body, error.content_type, now=now,
-                                   close=not keep, keep_alive_header=keep_alive_header)
+                                   close=not keep, keep_alive_header=keep_alive_header,
+                                   include_body=include_body)
 
     async def _drain(self) -> None:
         """Wait until the client took enough of the response (bounded by write_timeout)."""

@@ -162,7 +162,7 @@ class App:
             Route("/info", frozenset({"GET", "POST", "PUT"}), self.info),
             Route("/slow", post, self.slow),
             Route("/boom", post, self.boom),
-            Route("/bad-header", post, self.bad_header),
+            Route("/bad-header", frozenset({"GET", "POST"}), self.bad_header),
             Route("/refuse", post, self.refuse),
             Route("/big", frozenset({"GET"}), self.big),
             Route("/upload", post, self.echo, max_body=BIG_BODY_LIMIT),

@@ -121,6 +121,15 @@ async def test_invalid_response_header_is_500(connect: Connect) -> None:
     assert raw.startswith(b"HTTP/1.1 500 ") and b"Injected" not in raw
 
 
+async def test_invalid_response_to_head_is_500_without_body(connect: Connect) -> None:
+    client = await connect()
+    await client.send(b"HEAD /bad-header HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await client.reply(head_request=True)).status == 500
+    await client.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+    reply = await client.reply()                # no stray 500 body before this answer
+    assert (reply.status, reply.body) == (200, b'{"status": "ok"}')
+
+
 async def test_peer_closing_cancels_a_parked_handler(connect: Connect, app: App,
                                                      server: HttpServer) -> None:
     client = await connect()
