@@ -323,6 +323,8 @@ class HttpClient:
         try:
             return await self._exchange(conn, method, payload)
         except _StaleConnection as exc:
+            if self._closed:        # close() aborted it: fail as documented, never reconnect
+                raise ConnectionLost(f"{self.base_url}: the HTTP client was closed") from exc
             if not idempotent:
                 raise ConnectionLost(
                     f"{self.base_url}: the connection closed before any response arrived; "

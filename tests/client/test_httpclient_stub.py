@@ -216,6 +216,29 @@ async def test_post_marked_idempotent_is_retried(stub: StartStub) -> None:
     assert server.connections == 2
 
 
+async def test_close_fails_a_request_in_flight_instead_of_retrying(stub: StartStub) -> None:
+    second_request = asyncio.Event()
+
+    async def handler(conn: StubConnection) -> None:
+        await conn.read_request()
+        await conn.respond(b"first")
+        if conn.index == 1:
+            await conn.read_request()
+            second_request.set()
+            await asyncio.Event().wait()  # never answers: the client closes first
+        await serve_forever(conn, b"retried")
+
+    server = await stub(handler)
+    http = HttpClient(server.url)
+    await http.request("GET", "/")
+    in_flight = asyncio.create_task(http.request("GET", "/"))  # on the kept-alive connection
+    await second_request.wait()
+    await http.close()
+    with pytest.raises(ConnectionLost, match="closed"):
+        await in_flight
+    assert server.connections == 1
+
+
 async def test_fresh_connection_closed_without_response_is_not_retried(
         stub: StartStub) -> None:
     async def handler(conn: StubConnection) -> None:
