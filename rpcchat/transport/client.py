@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from urllib.parse import urlsplit
 
 from rpcchat.config import HttpLimits
 from rpcchat.transport.parsing import (
-    ChunkedDecoder, Framing, HttpError, ResponseHead, first_header, parse_response_head,
+    ChunkedDecoder, Framing, HttpError, ResponseHead, first_header, is_field_value, is_token,
+    parse_response_head,
 )
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,6 @@ CLOSE_WAIT_SECONDS = 1.0
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Framing is this client's job; a caller setting these would desynchronise the connection.
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
-
-TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
 
 
 class HttpClientError(Exception):
@@ -231,9 +228,9 @@ def first_line(raw: bytes) -> str:
 
 
 def check_header(name: str, value: str) -> None:
-    if not TOKEN_RE.match(name.encode("latin-1", "replace")):
+    if not is_token(name):
         raise InvalidRequest(f"invalid header name {name!r}")
-    if any(char in value for char in FORBIDDEN_IN_VALUES):
+    if not is_field_value(value):
         raise InvalidRequest(f"invalid characters in the value of header {name}")
     if name.lower() in RESERVED_HEADERS:
         raise InvalidRequest(f"header {name} is set by the client itself")
@@ -241,7 +238,7 @@ def check_header(name: str, value: str) -> None:
 
 def build_request(origin: Origin, method: str, path: str, body: bytes,
                   headers: Sequence[tuple[str, str]]) -> bytes:
-    if not TOKEN_RE.match(method.encode("latin-1", "replace")):
+    if not is_token(method):
         raise InvalidRequest(f"invalid method {method!r}")
     if not path.startswith("/") or any(char.isspace() or ord(char) < 32 for char in path):
         raise InvalidRequest(f"invalid path {path!r}: must start with / and hold no whitespace")

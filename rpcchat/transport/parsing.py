@@ -40,8 +40,8 @@ from rpcchat.config import HttpLimits
 
 __all__ = [
     "ChunkedDecoder", "Framing", "HttpError", "KNOWN_METHODS", "REASONS", "RequestHead",
-    "ResponseHead", "classify_oversized_head", "format_response", "http_date",
-    "parse_request_head", "parse_response_head", "request_prefix_ok",
+    "ResponseHead", "classify_oversized_head", "format_response", "http_date", "is_field_value",
+    "is_token", "parse_request_head", "parse_response_head", "request_prefix_ok",
 ]
 
 DEFAULT_LIMITS = HttpLimits()
@@ -147,6 +147,16 @@ class RequestHead:
     content_length: int            # 0 unless framing is LENGTH
     expect_continue: bool
     host: str | None
+
+
+def is_token(text: str) -> bool:
+    """Whether `text` is a token (RFC 9110 §5.6.2): a valid method or field name."""
+    return _TOKEN.fullmatch(text) is not None
+
+
+def is_field_value(text: str) -> bool:
+    """Whether `text` may be sent as a field value: HTAB, SP, VCHAR and obs-text only."""
+    return _FIELD_VALUE.fullmatch(text) is not None
 
 
 def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
@@ -661,7 +671,6 @@ class _DateCache:
 http_date = _DateCache().get
 
 _STATUS_LINES = {status: f"HTTP/1.1 {status} {reason}\r\n" for status, reason in REASONS.items()}
-_SAFE_VALUE = re.compile(f"[{_FIELD_VALUE_CHARS}]*")
 
 
 def _status_line(status: int) -> str:
@@ -673,7 +682,7 @@ def _status_line(status: int) -> str:
 @functools.lru_cache(maxsize=64)
 def _content_type_line(content_type: str) -> str:
     """Validated once per distinct value: handlers use a handful of content types."""
-    if not _SAFE_VALUE.fullmatch(content_type):
+    if not is_field_value(content_type):
         raise ValueError("invalid Content-Type value")
     return f"Content-Type: {content_type}\r\n"
 
@@ -681,7 +690,7 @@ def _content_type_line(content_type: str) -> str:
 def _header_lines(headers: Iterable[tuple[str, str]]) -> str:
     lines = []
     for name, value in headers:
-        if not _TOKEN.fullmatch(name) or not _SAFE_VALUE.fullmatch(value):
+        if not is_token(name) or not is_field_value(value):
             raise ValueError(f"invalid response header {name!r}")
         lines.append(f"{name}: {value}\r\n")
     return "".join(lines)

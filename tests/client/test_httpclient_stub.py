@@ -401,6 +401,9 @@ async def test_ipv6_host_header() -> None:
     ("GET", "/x y", [], "invalid path"),
     ("GET", "relative", [], "invalid path"),
     ("GE T", "/x", [], "invalid method"),
+    ("GET", "/x", [("X-Test\n", "v")], "invalid header name"),
+    ("GET", "/x", [("X-Test", "a\x01b")], "invalid characters"),
+    ("GET\n", "/x", [], "invalid method"),
 ])
 async def test_unsafe_requests_are_refused(method: str, path: str,
                                            headers: list[tuple[str, str]], reason: str) -> None:
