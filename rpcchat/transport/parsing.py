@@ -276,10 +276,8 @@ def _request_line_error(line: str) -> HttpError:
 
 
 def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
-    """(path, query, authority from an absolute-form target or None)."""
-    if target[0] == "/":
-        path, _, query = target.partition("?")
-        return path, query, None
+    """(path, query, authority from an absolute-form target or None) of a target that is
+    not in origin-form (the caller splits that common case itself)."""
     if target == "*":
         if method != "OPTIONS":
             raise HttpError(400, "asterisk-form target on a method other than OPTIONS")
